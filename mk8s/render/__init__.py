@@ -1,0 +1,1 @@
+"""Renderers: pure functions Environment -> artifacts under build/ENV/. One module per consumer."""
