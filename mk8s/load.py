@@ -23,6 +23,7 @@ INVENTORY_DIR = Path("inventory")
 # A PVE API token secret is a UUID; a token id with its secret looks like user@realm!id=uuid.
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 _LONG_OPAQUE = re.compile(r"^[A-Za-z0-9_\-+/=]{32,}$")
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 # Fields that legitimately hold long opaque text.
 _NOT_SECRETS = ("ssh.authorized_keys",)
 
@@ -99,9 +100,11 @@ def _format_errors(exc: ValidationError, data: dict[str, Any]) -> list[str]:
             lines.append(f"{loc}: unknown field{_did_you_mean(err['loc'], data)}")
         elif err["type"] == "missing":
             lines.append(f"{loc}: required field is missing")
+        elif err["type"] == "value_error":
+            # mk8s' own validators name the offending value in their message.
+            lines.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
         else:
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{loc}: {msg} (got {_show(err.get('input'))})")
+            lines.append(f"{loc}: {err['msg']} (got {_show(err.get('input'))})")
     return lines
 
 
@@ -111,7 +114,11 @@ def _loc(loc: tuple[int | str, ...]) -> str:
         # pydantic adds the tag of a union member or a function-validator name: not a field.
         if isinstance(part, str) and (part.startswith("function-") or "[" in part):
             continue
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            name = part if _PLAIN_KEY.match(part) else repr(part)
+            out += f".{name}" if out else name
     return out or "(top level)"
 
 
