@@ -1,0 +1,57 @@
+"""Resolving secret references: the inventory names variables, never values.
+
+A name resolves from the process environment first, then from the inventory's `secrets_file`
+(dotenv lines `NAME=value`; the file should be mode 0600 and outside git). Values are wrapped
+in `Secret` so an accidental print or log shows `***`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mk8s.errors import UserError
+
+
+@dataclass(frozen=True)
+class Secret:
+    name: str
+    _value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return "***"
+
+
+def parse_dotenv(text: str) -> dict[str, str]:
+    values = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, value = line.removeprefix("export ").partition("=")
+        values[name.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def load_secrets_file(path: str | None) -> dict[str, str]:
+    if path is None:
+        return {}
+    file = Path(path).expanduser()
+    try:
+        return parse_dotenv(file.read_text())
+    except OSError as exc:
+        raise UserError(f"secrets_file: cannot read {file} ({exc.strerror})") from None
+
+
+def resolve(name: str, environ: Mapping[str, str], secrets_file: Mapping[str, str]) -> Secret:
+    """The value of secret `name`; a clear error naming the variable when it is unset."""
+    value = environ.get(name) or secrets_file.get(name)
+    if not value:
+        raise UserError(
+            f"{name}: secret not set; export it or add it to the inventory's secrets_file"
+        )
+    return Secret(name, value)
