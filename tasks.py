@@ -34,4 +34,5 @@ def plan(c: Context, env: str) -> None:
     for table in plan_tables(the_plan):
         console.print(table)
     out = build_dir(environment.name)
-    print_changes(write_plan(the_plan, out), str(out))
+    changes, facts = write_plan(the_plan, out)
+    print_changes(changes, facts, str(out))

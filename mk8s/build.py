@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mk8s.plan import PLAN_JSON, Changes, Plan, diff
+from mk8s.plan import PLAN_JSON, Changes, Plan, diff, summary_changes
 
 BUILD_DIR = Path("build")
 
@@ -33,8 +33,11 @@ def previous_render(out: Path) -> dict[str, str]:
     return files
 
 
-def write_plan(plan: Plan, out: Path) -> Changes:
-    changes = diff(previous_render(out), plan)
+def write_plan(plan: Plan, out: Path) -> tuple[Changes, list[str]]:
+    """Write what changed; return the file changes and the readable summary changes."""
+    previous = previous_render(out)
+    changes = diff(previous, plan)
+    facts = summary_changes(previous[PLAN_JSON], plan) if PLAN_JSON in previous else []
     for artifact in plan.artifacts:
         if artifact.path in changes.added or artifact.path in changes.changed:
             path = out / artifact.path
@@ -45,4 +48,4 @@ def write_plan(plan: Plan, out: Path) -> Changes:
             tmp.replace(path)  # atomic: an interrupted plan never leaves half a file
     for rel in changes.removed:
         (out / rel).unlink(missing_ok=True)
-    return changes
+    return changes, facts

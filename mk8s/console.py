@@ -59,7 +59,9 @@ def plan_tables(plan: Plan) -> list[Table]:
     return [nodes, platform]
 
 
-def print_changes(changes: Changes, out: str) -> None:
+def print_changes(changes: Changes, facts: list[str], out: str) -> None:
+    for line in facts:
+        console.print(f"  [yellow]changed[/yellow] {line}")
     if changes.empty:
         console.print(f"{out}: up to date, nothing changed")
         return

@@ -108,3 +108,35 @@ def diff(previous: Mapping[str, str], plan: Plan) -> Changes:
         changed=tuple(sorted(p for p in new if p in previous and previous[p] != new[p])),
         removed=tuple(sorted(p for p in previous if p not in new)),
     )
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out |= _flatten(inner, f"{prefix}.{key}" if prefix else str(key))
+        return out
+    if isinstance(value, list) and all(isinstance(v, dict) and "name" in v for v in value):
+        return _flatten({v["name"]: v for v in value}, prefix)
+    return {prefix: value}
+
+
+def summary_changes(previous_plan_json: str, plan: Plan) -> list[str]:
+    """Readable `key: old -> new` lines between the last rendered plan.json and this plan."""
+    try:
+        old = json.loads(previous_plan_json)
+    except ValueError:
+        return []
+    new = json.loads(plan.artifact(PLAN_JSON).content)
+    old.pop("artifacts", None)
+    new.pop("artifacts", None)
+    before, after = _flatten(old), _flatten(new)
+    lines = []
+    for key in sorted(before.keys() | after.keys()):
+        if key not in after:
+            lines.append(f"{key}: {before[key]!r} removed")
+        elif key not in before:
+            lines.append(f"{key}: added {after[key]!r}")
+        elif before[key] != after[key]:
+            lines.append(f"{key}: {before[key]!r} -> {after[key]!r}")
+    return lines

@@ -77,3 +77,17 @@ def test_task_list_has_help_for_every_task() -> None:
     for ln in lines:
         if not ln.startswith("    "):  # a continuation line of a wrapped help text
             assert len(ln.split()) > 1, f"task without help text: {ln.strip()}"
+
+
+def test_plan_names_what_changed_in_the_inventory(tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    dev = (ROOT / "inventory" / "dev.yaml").read_text()
+    (inventory / "dev.yaml").write_text(dev)
+    assert invoke("plan", "--env", "dev", cwd=tmp_path).returncode == 0
+    (inventory / "dev.yaml").write_text(
+        dev.replace("{cores: 4, memory_gib: 16", "{cores: 6, memory_gib: 16")
+    )
+    second = invoke("plan", "--env", "dev", cwd=tmp_path)
+    assert "nodes.dev-k8s-1.cores: 4 -> 6" in second.stdout
+    assert "~ build/dev/terraform/terraform.tfvars.json" in second.stdout
