@@ -628,7 +628,7 @@ def secret_refs(env: Environment) -> list[SecretRef]:
 
 
 def components(env: Environment) -> list[str]:
-    names = [env.ingress.controller]
+    names: list[str] = [env.ingress.controller]
     if env.dns.external_dns:
         names.append("external-dns")
     if env.backup is not None:
