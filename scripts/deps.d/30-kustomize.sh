@@ -13,6 +13,8 @@ if [ -x "$target" ] && "$target" version 2>/dev/null | grep -q "${KUSTOMIZE_VERS
   ln -sf "$(basename "$target")" "$BIN/kustomize"
   exit 0
 fi
+# The Go toolchain may sit outside PATH on a fresh machine (the image ships it in /usr/local/go).
+[ -x /usr/local/go/bin/go ] && ! command -v go >/dev/null && export PATH="/usr/local/go/bin:$PATH"
 command -v go >/dev/null || { echo "kustomize: needs Go (https://go.dev/dl) to build $KUSTOMIZE_VERSION" >&2; exit 1; }
 start=$(date +%s)
 tmp="$(mktemp -d "$CACHE/kustomize-build.XXXXXX")"

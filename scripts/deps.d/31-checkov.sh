@@ -6,7 +6,7 @@ CHECKOV_VERSION="${CHECKOV_VERSION:-3.3.30}"
 CACHE="${MK8S_CACHE:-$HOME/.cache/mk8s}"
 VENV="$CACHE/checkov-$CHECKOV_VERSION"
 mkdir -p "$CACHE/bin"
-if [ -x "$VENV/bin/checkov" ] && "$VENV/bin/checkov" --version 2>/dev/null | grep -qx "$CHECKOV_VERSION"; then
+if [ -x "$VENV/bin/checkov" ] && [ "$("$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('checkov'))" 2>/dev/null)" = "$CHECKOV_VERSION" ]; then
   echo "checkov $CHECKOV_VERSION: cached at $VENV"
 else
   start=$(date +%s)

@@ -340,3 +340,9 @@ def test_no_secret_value_is_rendered(each_env: Rendered) -> None:
     assert not each_env.of_kind("Secret")
     refs = (each_env.directory / "manifests" / "secrets.json").read_text()
     assert "${" in refs or refs.strip() == "[]"
+
+
+def test_http01_solver_pods_are_reachable_from_the_ingress_controller(each_env: Rendered) -> None:
+    policy = each_env.get("NetworkPolicy", "allow-acme-http01-solver", "sample-app")["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"acme.cert-manager.io/http01-solver": "true"}
+    assert policy["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8089}]
