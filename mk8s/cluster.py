@@ -21,7 +21,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -371,10 +371,33 @@ class KubeApi:
             client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
         except Exception as exc:  # the client raises plain exceptions for bad files
             raise UserError(f"kubeconfig {kubeconfig} is not usable: {exc}") from None
-        self._dyn = DynamicClient(client)  # type: ignore[no-untyped-call]
+        self.server = str(client.configuration.host)
+        with self.talking():  # discovery runs here: the first request to the server
+            self._dyn = DynamicClient(client)  # type: ignore[no-untyped-call]
+
+    @contextlib.contextmanager
+    def talking(self) -> Iterator[None]:
+        """Transport and authentication failures become one line, not a traceback."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            yield
+        except HTTPError as exc:
+            raise OperationFailedError(
+                f"cannot reach the API server at {self.server}: {type(exc).__name__}"
+            ) from None
+        except ApiException as exc:
+            if exc.status in (401, 403):
+                raise OperationFailedError(
+                    f"the API server at {self.server} refused the kubeconfig's credentials "
+                    f"({exc.status} {exc.reason})"
+                ) from None
+            raise
 
     def _resource(self, api_version: str, kind: str) -> Any:
-        return self._dyn.resources.get(api_version=api_version, kind=kind)
+        with self.talking():
+            return self._dyn.resources.get(api_version=api_version, kind=kind)
 
     def served(self, api_version: str, kind: str) -> bool:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
@@ -388,13 +411,14 @@ class KubeApi:
     def get(self, ref: Ref) -> Obj | None:
         from kubernetes.dynamic.exceptions import NotFoundError
 
-        try:
-            obj = self._resource(ref.api_version, ref.kind).get(
-                name=ref.name, namespace=ref.namespace
-            )
-        except NotFoundError:
-            return None
-        return dict(obj.to_dict())
+        with self.talking():
+            try:
+                obj = self._resource(ref.api_version, ref.kind).get(
+                    name=ref.name, namespace=ref.namespace
+                )
+            except NotFoundError:
+                return None
+            return dict(obj.to_dict())
 
     def apply(self, obj: Obj, dry_run: bool) -> Obj:
         from kubernetes.dynamic.exceptions import DynamicApiError
@@ -403,16 +427,21 @@ class KubeApi:
         kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER}
         if dry_run:
             kwargs["dry_run"] = "All"
-        try:
-            out = self._resource(ref.api_version, ref.kind).server_side_apply(
-                body=obj, name=ref.name, namespace=ref.namespace, force_conflicts=True, **kwargs
-            )
-        except DynamicApiError as exc:
-            raise ApplyError(ref, exc.status, _reason(exc)) from None
-        return dict(out.to_dict())
+        with self.talking():
+            try:
+                out = self._resource(ref.api_version, ref.kind).server_side_apply(
+                    body=obj, name=ref.name, namespace=ref.namespace, force_conflicts=True, **kwargs
+                )
+            except DynamicApiError as exc:
+                if exc.status in (401, 403):
+                    raise  # credentials, not this object: talking() words it
+                raise ApplyError(ref, exc.status, _reason(exc)) from None
+            return dict(out.to_dict())
 
     def list_labelled(self, api_version: str, kind: str, selector: str) -> list[Obj]:
-        items = self._resource(api_version, kind).get(label_selector=selector).to_dict()["items"]
+        with self.talking():
+            resource = self._resource(api_version, kind)
+            items = resource.get(label_selector=selector).to_dict()["items"]
         for item in items:  # list items omit apiVersion/kind
             item.setdefault("apiVersion", api_version)
             item.setdefault("kind", kind)
@@ -421,7 +450,7 @@ class KubeApi:
     def delete(self, ref: Ref) -> None:
         from kubernetes.dynamic.exceptions import NotFoundError
 
-        with contextlib.suppress(NotFoundError):  # already gone: converged
+        with self.talking(), contextlib.suppress(NotFoundError):  # already gone: converged
             self._resource(ref.api_version, ref.kind).delete(
                 name=ref.name, namespace=ref.namespace, body={"propagationPolicy": "Background"}
             )

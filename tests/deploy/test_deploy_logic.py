@@ -288,3 +288,38 @@ def test_deploy_task_names_missing_secret_variables_without_a_traceback(
     assert "Traceback" not in result.stderr
     assert "CLOUDFLARE_API_TOKEN is not set" in result.stderr
     assert "VELERO_S3_SECRET_KEY is not set" in result.stderr
+
+
+def test_an_unreachable_api_server_is_one_line_and_exit_1(repo_root: Any, tmp_path: Any) -> None:
+    # Port 1 on loopback: nothing listens, the real client gets connection refused.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}]\n"
+        "users: [{name: u, user: {token: not-a-secret}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "MK8S_CACHE": str(cache_dir())}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "invoke",
+            "deploy",
+            "--env",
+            "dev",
+            "--dry-run",
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        "error: cannot reach the API server at https://127.0.0.1:1: MaxRetryError"
+    )
