@@ -57,10 +57,10 @@ def render(env: Environment, scratch: Path) -> Rendered:
     return Rendered(env, out, kustomize.build(out / DIR, allow_kubectl=False))
 
 
-def variant(name: str, **changes: Any) -> Environment:
+def variant(inventory: str, /, **changes: Any) -> Environment:
     """A shipped inventory with some top-level sections changed (model_copy keeps validation
     honest by re-validating through the model)."""
-    base = load_environment(str(ROOT / "inventory" / f"{name}.yaml"))
+    base = load_environment(str(ROOT / "inventory" / f"{inventory}.yaml"))
     data = base.model_dump(mode="json")
     for key, value in changes.items():
         section, _, field = key.partition("__")

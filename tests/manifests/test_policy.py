@@ -346,3 +346,10 @@ def test_http01_solver_pods_are_reachable_from_the_ingress_controller(each_env: 
     policy = each_env.get("NetworkPolicy", "allow-acme-http01-solver", "sample-app")["spec"]
     assert policy["podSelector"]["matchLabels"] == {"acme.cert-manager.io/http01-solver": "true"}
     assert policy["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8089}]
+
+
+def test_ingress_controller_gets_a_metallb_address_and_keeps_client_ips(each_env: Rendered) -> None:
+    svc = each_env.get("Service", "ingress-lb", "ingress")["spec"]
+    assert svc["type"] == "LoadBalancer"
+    assert svc["externalTrafficPolicy"] == "Local"
+    assert {p["port"] for p in svc["ports"]} == {80, 443}
