@@ -127,10 +127,8 @@ def nginx_configmap_patch(env: Environment) -> Obj:
         data["http-snippet"] = (
             f"limit_req_zone $binary_remote_addr zone=mk8s_per_ip:10m rate={limit.rps}r/s;"
         )
-        data["location-snippet"] = (
-            f"limit_req zone=mk8s_per_ip burst={limit.burst} nodelay; "
-            f"limit_req_status {limit.status_code};"
-        )
+        # The status code is the http-level limit-req-status-code above.
+        data["location-snippet"] = f"limit_req zone=mk8s_per_ip burst={limit.burst} nodelay;"
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
