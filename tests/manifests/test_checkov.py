@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
 from mk8s import kustomize
-from tests.manifests.conftest import Rendered
+from mk8s.inventory import Environment
+from tests.manifests.conftest import Rendered, variant
 
 SKIP = "checkov.io/skip"
 
@@ -24,8 +26,16 @@ def checkov() -> Path:
     return path
 
 
-def test_checkov_finds_no_failed_check(rendered: dict[str, Rendered], tmp_path: Path) -> None:
-    for name, r in rendered.items():
+def test_checkov_finds_no_failed_check(
+    rendered: dict[str, Rendered],
+    render_variant: Callable[[Environment], Rendered],
+    tmp_path: Path,
+) -> None:
+    builds = dict(rendered)
+    builds["prod-traefik"] = render_variant(
+        variant("prod", ingress__controller="traefik", microk8s__channel="1.35/stable")
+    )
+    for name, r in builds.items():
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump_all(r.objects, sort_keys=False))
     # --skip-download: no calls to Prisma Cloud; the scan runs from checkov's bundled checks.
     result = subprocess.run(
