@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from tests.manifests.conftest import ROOT, Rendered
+from mk8s.inventory import Environment
+from tests.manifests.conftest import ROOT, Rendered, variant
 
 SCHEMAS = ROOT / "schemas"
 
@@ -89,3 +91,22 @@ def test_a_misspelt_builtin_field_fails_strict_validation(rendered: dict[str, Re
     obj["spec"]["replica"] = 2
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(obj, "1.33.0", strict=True)
+
+
+def test_traefik_variant_validates_too(
+    render_variant: Callable[[Environment], Rendered],
+) -> None:
+    r = render_variant(
+        variant("prod", ingress__controller="traefik", microk8s__channel="1.35/stable")
+    )
+    kinds = {o["kind"] for o in r.objects if schema_for(o) is not None}
+    assert {"Middleware", "TLSOption"} <= kinds
+    problems = {
+        f"{o['kind']}/{o['metadata']['name']}": cr_errors(o)
+        for o in r.objects
+        if schema_for(o) is not None
+    }
+    assert {k: v for k, v in problems.items() if v} == {}
+    for obj in r.objects:
+        if schema_for(obj) is None:
+            kubernetes_validate.validate(obj, "1.33.0", strict=True)
