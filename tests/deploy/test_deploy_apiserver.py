@@ -5,6 +5,7 @@ Deployment status a controller would, and installs the CRDs the add-ons would br
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ import kubernetes
 import pytest
 
 from mk8s import cluster
-from mk8s.cluster import KubeApi, Ref
+from mk8s.cluster import KubeApi, Ref, SecretSpec
 from mk8s.load import load_environment
 from tests.manifests.conftest import ROOT, render
 from tests.support.envtest import KubeApiServer
@@ -60,18 +61,27 @@ def crd_for(kind: str, api_version: str, namespaced: bool) -> Obj:
 
 
 @pytest.fixture(scope="module")
-def dev_objects(tmp_path_factory: pytest.TempPathFactory) -> list[Obj]:
-    env = load_environment(str(ROOT / "inventory" / f"{ENV}.yaml"))
-    return render(env, tmp_path_factory.mktemp("deploy")).objects
+def overlays(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Obj]]:
+    scratch = tmp_path_factory.mktemp("deploy")
+    return {
+        name: render(load_environment(str(ROOT / "inventory" / f"{name}.yaml")), scratch).objects
+        for name in ("dev", "stage", "prod")
+    }
 
 
 @pytest.fixture(scope="module")
-def api(kube_apiserver: KubeApiServer, dev_objects: list[Obj]) -> Iterator[KubeApi]:
+def dev_objects(overlays: dict[str, list[Obj]]) -> list[Obj]:
+    return overlays[ENV]
+
+
+@pytest.fixture(scope="module")
+def api(kube_apiserver: KubeApiServer, overlays: dict[str, list[Obj]]) -> Iterator[KubeApi]:
     client = kube_apiserver.api_client()
     ext = kubernetes.client.ApiextensionsV1Api(client)
     custom = {
         (o["apiVersion"], o["kind"], "namespace" in o["metadata"])
-        for o in dev_objects
+        for objects in overlays.values()
+        for o in objects
         if "." in o["apiVersion"].split("/")[0]
         and not o["apiVersion"].split("/")[0].endswith("k8s.io")
     }
@@ -106,6 +116,15 @@ def set_rolled_out(kube_apiserver: KubeApiServer, objects: list[Obj]) -> None:
         apps.patch_namespaced_deployment_status(
             o["metadata"]["name"], o["metadata"]["namespace"], {"status": status}
         )
+
+
+@pytest.mark.parametrize("name", ["stage", "prod"])
+def test_stage_and_prod_overlays_pass_the_servers_dry_run(
+    api: KubeApi, overlays: dict[str, list[Obj]], name: str
+) -> None:
+    plan = cluster.deploy(api, overlays[name], [], name, True, 5, lambda _: None)
+    assert len(plan.changes) == len(overlays[name])
+    assert api.get(Ref("v1", "Namespace", None, "velero")) is None
 
 
 def test_dry_run_on_an_empty_cluster_creates_nothing(api: KubeApi, dev_objects: list[Obj]) -> None:
@@ -189,3 +208,28 @@ def test_prune_deletes_only_what_left_the_overlay(
     # The add-on's ConfigMap (prune disabled) and another environment's object stay.
     assert api.get(Ref("v1", "ConfigMap", "ingress", "nginx-load-balancer-microk8s-conf"))
     assert api.get(Ref("v1", "ConfigMap", "sample-app", "stage-owned"))
+
+
+def test_secrets_from_references_converge_and_changes_show_keys_only(
+    api: KubeApi, kube_apiserver: KubeApiServer
+) -> None:
+    specs = [SecretSpec("cert-manager", "cloudflare-api-token", {"api-token": "${CF_TOKEN}"})]
+    core = kubernetes.client.CoreV1Api(kube_apiserver.api_client())
+
+    def deploy_with(token: str) -> cluster.DeployPlan:
+        secrets = cluster.build_secrets(specs, {"CF_TOKEN": token}, "secrets-test")
+        return cluster.deploy(api, [], secrets, "secrets-test", False, 5, lambda _: None)
+
+    first = deploy_with("token-one")
+    assert [c.action for c in first.changes] == ["create"]
+    stored = core.read_namespaced_secret("cloudflare-api-token", "cert-manager")
+    assert base64.b64decode(stored.data["api-token"]) == b"token-one"
+
+    assert deploy_with("token-one").empty
+
+    rotated = deploy_with("token-two")
+    text = "\n".join(cluster.describe(rotated))
+    assert "~ Secret cert-manager/cloudflare-api-token (data.api-token)" in text
+    assert "token-one" not in text and "token-two" not in text
+    stored = core.read_namespaced_secret("cloudflare-api-token", "cert-manager")
+    assert base64.b64decode(stored.data["api-token"]) == b"token-two"
