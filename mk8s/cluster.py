@@ -22,12 +22,13 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from typing import Any, Literal, Protocol
 
 from mk8s.errors import OperationFailedError, UserError
+from mk8s.render.manifests import SecretRef
 
 Obj = dict[str, Any]
 FIELD_MANAGER = "mk8s"
@@ -282,22 +283,16 @@ def rollout_status(obj: Mapping[str, Any]) -> tuple[bool, str]:
 # --- pure: secrets from references -----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SecretSpec:
-    namespace: str
-    name: str
-    data: dict[str, str] = field(default_factory=dict)
-
-
-def load_secret_refs(path: Path) -> list[SecretSpec]:
+def load_secret_refs(path: Path) -> list[SecretRef]:
+    """The references `invoke plan` rendered (build/ENV/manifests/secrets.json)."""
     if not path.is_file():
         return []
     return [
-        SecretSpec(r["namespace"], r["name"], dict(r["data"])) for r in json.loads(path.read_text())
+        SecretRef(r["namespace"], r["name"], dict(r["data"])) for r in json.loads(path.read_text())
     ]
 
 
-def env_vars_named(specs: Iterable[SecretSpec]) -> list[str]:
+def env_vars_named(specs: Iterable[SecretRef]) -> list[str]:
     names: set[str] = set()
     for spec in specs:
         for template in spec.data.values():
@@ -308,7 +303,7 @@ def env_vars_named(specs: Iterable[SecretSpec]) -> list[str]:
     return sorted(names)
 
 
-def build_secrets(specs: Sequence[SecretSpec], environ: Mapping[str, str], env: str) -> list[Obj]:
+def build_secrets(specs: Sequence[SecretRef], environ: Mapping[str, str], env: str) -> list[Obj]:
     """Secret objects from references; every missing variable is reported at once."""
     missing = [n for n in env_vars_named(specs) if not environ.get(n)]
     if missing:

@@ -13,8 +13,9 @@ import kubernetes
 import pytest
 
 from mk8s import cluster
-from mk8s.cluster import KubeApi, Ref, SecretSpec
+from mk8s.cluster import KubeApi, Ref
 from mk8s.load import load_environment
+from mk8s.render.manifests import SecretRef
 from tests.manifests.conftest import ROOT, render
 from tests.support.envtest import KubeApiServer
 
@@ -213,7 +214,7 @@ def test_prune_deletes_only_what_left_the_overlay(
 def test_secrets_from_references_converge_and_changes_show_keys_only(
     api: KubeApi, kube_apiserver: KubeApiServer
 ) -> None:
-    specs = [SecretSpec("cert-manager", "cloudflare-api-token", {"api-token": "${CF_TOKEN}"})]
+    specs = [SecretRef("cert-manager", "cloudflare-api-token", {"api-token": "${CF_TOKEN}"})]
     core = kubernetes.client.CoreV1Api(kube_apiserver.api_client())
 
     def deploy_with(token: str) -> cluster.DeployPlan:

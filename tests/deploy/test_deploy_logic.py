@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from mk8s import cluster
-from mk8s.cluster import ApplyError, Ref, SecretSpec
+from mk8s.cluster import ApplyError, Ref
 from mk8s.errors import OperationFailedError, UserError
 from mk8s.kustomize import cache_dir
+from mk8s.render.manifests import SecretRef
 from tests.deploy.recorded import RecordedApi, answer, server_view
 
 ENV = "dev"
@@ -237,8 +238,8 @@ def test_a_rollout_that_never_finishes_fails_after_the_timeout() -> None:
 # --- secrets -------------------------------------------------------------------------------
 
 SPECS = [
-    SecretSpec("cert-manager", "cloudflare-api-token", {"api-token": "${CLOUDFLARE_API_TOKEN}"}),
-    SecretSpec(
+    SecretRef("cert-manager", "cloudflare-api-token", {"api-token": "${CLOUDFLARE_API_TOKEN}"}),
+    SecretRef(
         "velero",
         "velero-s3-credentials",
         {"cloud": "[default]\naws_access_key_id=${S3_KEY}\naws_secret_access_key=${S3_SECRET}\n"},
