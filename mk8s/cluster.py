@@ -36,7 +36,10 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 ENV_LABEL = "mk8s.io/environment"
 PRUNE_ANNOTATION = "mk8s.io/prune"
 
-Action = Literal["create", "update", "unchanged", "prune"]
+Action = Literal["create", "update", "unchanged", "prune", "keep"]
+# A namespace that left the overlay still holds whatever teams deployed into it: deleting it
+# would destroy workloads and volumes, which only `destroy` may do. Deploy reports it instead.
+NEVER_PRUNED = frozenset({"Namespace"})
 
 # Server-managed or volatile fields: never part of "what changed".
 VOLATILE_METADATA = (
@@ -149,7 +152,7 @@ class DeployPlan:
 
     @property
     def empty(self) -> bool:
-        return all(c.action == "unchanged" for c in self.changes)
+        return all(c.action in ("unchanged", "keep") for c in self.changes)
 
 
 # --- pure: facts -> changes ------------------------------------------------------------
@@ -232,7 +235,7 @@ def plan_changes(
         if is_mk8s_owned(o, env) and not prune_protected(o) and Ref.of(o) not in wanted
     ]
     for ref in sorted(set(stale), key=apply_rank, reverse=True):
-        changes.append(Change(ref, "prune"))
+        changes.append(Change(ref, "keep" if ref.kind in NEVER_PRUNED else "prune"))
     return DeployPlan(tuple(changes))
 
 
@@ -569,6 +572,9 @@ def describe(plan: DeployPlan) -> list[str]:
     lines = []
     for c in plan.changes:
         if c.action == "unchanged":
+            continue
+        if c.action == "keep":
+            lines.append(f"  ! {c.ref} left the overlay; kept (delete it by hand if intended)")
             continue
         detail = (
             f" ({', '.join(c.paths[:6])}{', ...' if len(c.paths) > 6 else ''})" if c.paths else ""

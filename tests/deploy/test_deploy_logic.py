@@ -141,7 +141,7 @@ def test_prune_removes_only_this_envs_labelled_objects_that_left_the_overlay() -
     assert Ref.of(addon_owned) in api.live
 
 
-def test_prune_deletes_dependents_before_their_namespace() -> None:
+def test_prune_deletes_dependents_and_keeps_a_namespace_that_left_the_overlay() -> None:
     old_ns = obj("v1", "Namespace", "team-old")
     old_np = obj("networking.k8s.io/v1", "NetworkPolicy", "default-deny", "team-old", spec={})
     old_cr = obj("velero.io/v1", "Schedule", "daily", "velero", spec={})
@@ -150,7 +150,17 @@ def test_prune_deletes_dependents_before_their_namespace() -> None:
     assert actions(plan) == [
         ("prune", "Schedule velero/daily"),
         ("prune", "NetworkPolicy team-old/default-deny"),
-        ("prune", "Namespace team-old"),
+        ("keep", "Namespace team-old"),
+    ]
+    # Deleting a namespace would delete whatever the team runs in it: never done by deploy.
+    assert "  ! Namespace team-old left the overlay; kept (delete it by hand if intended)" in (
+        cluster.describe(plan)
+    )
+    api = RecordedApi(live={Ref.of(o): o for o in labelled})
+    cluster.execute(api, plan, [], noop)
+    assert api.calls == [
+        "delete Schedule velero/daily",
+        "delete NetworkPolicy team-old/default-deny",
     ]
 
 
