@@ -60,7 +60,7 @@ def deploy(
     """Platform manifests (kustomize overlay of ENV) applied server-side; prune; wait."""
     environment = load_environment(env)
     out = build_dir(environment.name)
-    print_changes(write_plan(build_plan(environment), out), str(out))
+    write_plan(build_plan(environment), out)  # deploy applies exactly what plan renders now
     objects = kustomize.build(out / manifests.DIR)
     secrets = cluster.build_secrets(
         cluster.load_secret_refs(out / manifests.SECRETS_JSON), os.environ, environment.name
