@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kubernetes
 import pytest
+import yaml
 
 from mk8s import cluster
 from mk8s.cluster import KubeApi, Ref
+from mk8s.errors import OperationFailedError
 from mk8s.load import load_environment
 from mk8s.render.manifests import SecretRef
 from tests.manifests.conftest import ROOT, render
@@ -234,3 +237,20 @@ def test_secrets_from_references_converge_and_changes_show_keys_only(
     assert "token-one" not in text and "token-two" not in text
     stored = core.read_namespaced_secret("cloudflare-api-token", "cert-manager")
     assert base64.b64decode(stored.data["api-token"]) == b"token-two"
+
+
+def test_a_kubeconfig_the_server_refuses_is_one_clear_line(
+    kube_apiserver: KubeApiServer, tmp_path: Path
+) -> None:
+    config = yaml.safe_load(kube_apiserver.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": "not-the-admin-token"}
+    wrong = tmp_path / "kubeconfig"
+    wrong.write_text(yaml.safe_dump(config))
+    with pytest.raises(OperationFailedError) as err:
+        # Discovery may come from the client's cache; the first real request is refused.
+        KubeApi(wrong).get(Ref("v1", "Namespace", None, "default"))
+    assert err.value.lines == (
+        f"the API server at {kube_apiserver.url} refused the kubeconfig's credentials "
+        "(401 Unauthorized)",
+    )
