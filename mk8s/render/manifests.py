@@ -58,6 +58,13 @@ def app_host(env: Environment) -> str:
     return f"app.{env.ingress.domain}"
 
 
+def ingress_address(env: Environment) -> str:
+    """The ingress controller's LoadBalancer address: the first of the MetalLB range, pinned so
+    DNS records and firewall rules can name it (MicroK8s' NGINX reports 127.0.0.1 as the
+    Ingress status, which ExternalDNS would otherwise publish)."""
+    return str(env.network.metallb_range.start)
+
+
 def overlay(env: Environment) -> str:
     tier = env.effective_tier
     return "dev" if tier == "lab" else tier
@@ -164,8 +171,11 @@ def traefik_middlewares(env: Environment) -> list[Obj]:
 def ingress_annotations(env: Environment) -> dict[str, str]:
     ing = env.ingress
     limit = ing.rate_limit
+    common: dict[str, str] = {}
+    if env.dns.external_dns:
+        common["external-dns.alpha.kubernetes.io/target"] = ingress_address(env)
     if ing.controller == "nginx":
-        out = {
+        out = common | {
             "nginx.ingress.kubernetes.io/proxy-read-timeout": str(ing.proxy_timeout_s),
             "nginx.ingress.kubernetes.io/proxy-send-timeout": str(ing.proxy_timeout_s),
             "nginx.ingress.kubernetes.io/ssl-redirect": "true",
@@ -176,7 +186,7 @@ def ingress_annotations(env: Environment) -> dict[str, str]:
                 burst_multiplier(limit.rps, limit.burst)
             )
         return out
-    out = {
+    out = common | {
         "traefik.ingress.kubernetes.io/router.entrypoints": "websecure",
         "traefik.ingress.kubernetes.io/router.tls": "true",
     }
@@ -658,6 +668,20 @@ def _files(env: Environment) -> Iterator[tuple[str, str]]:
             "patch": _ops(sample_app_ingress_patch(env)),
         }
     ]
+    patches.append(
+        {
+            "target": {"kind": "Service", "name": "ingress-lb", "namespace": INGRESS_NAMESPACE},
+            "patch": _ops(
+                [
+                    {
+                        "op": "add",
+                        "path": "/metadata/annotations",
+                        "value": {"metallb.universe.tf/loadBalancerIPs": ingress_address(env)},
+                    }
+                ]
+            ),
+        }
+    )
     if env.ingress.controller == "nginx":
         patches.append({"path": "patches/nginx-configmap.yaml"})
         yield f"{DIR}/patches/nginx-configmap.yaml", _dump([nginx_configmap_patch(env)])

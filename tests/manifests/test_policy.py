@@ -352,3 +352,16 @@ def test_ingress_controller_gets_a_metallb_address_and_keeps_client_ips(each_env
     assert svc["type"] == "LoadBalancer"
     assert svc["externalTrafficPolicy"] == "Local"
     assert {p["port"] for p in svc["ports"]} == {80, 443}
+
+
+def test_ingress_address_is_pinned_to_the_first_pool_address_and_published_by_external_dns(
+    each_env: Rendered,
+) -> None:
+    first = str(each_env.env.network.metallb_range.start)
+    svc = each_env.get("Service", "ingress-lb", "ingress")
+    assert svc["metadata"]["annotations"] == {"metallb.universe.tf/loadBalancerIPs": first}
+    annotations = each_env.get("Ingress", "sample-app", "sample-app")["metadata"]["annotations"]
+    if each_env.env.dns.external_dns:
+        assert annotations["external-dns.alpha.kubernetes.io/target"] == first
+    else:
+        assert "external-dns.alpha.kubernetes.io/target" not in annotations
