@@ -18,7 +18,7 @@ from mk8s import cluster
 from mk8s.cluster import KubeApi, Ref
 from mk8s.errors import OperationFailedError
 from mk8s.load import load_environment
-from mk8s.render.manifests import SecretRef
+from mk8s.render.manifests import SecretRef, secret_refs
 from tests.manifests.conftest import ROOT, render
 from tests.support.envtest import KubeApiServer
 
@@ -120,6 +120,21 @@ def set_rolled_out(kube_apiserver: KubeApiServer, objects: list[Obj]) -> None:
         apps.patch_namespaced_deployment_status(
             o["metadata"]["name"], o["metadata"]["namespace"], {"status": status}
         )
+    for o in objects:
+        if o["kind"] != "DaemonSet":
+            continue
+        name, namespace = o["metadata"]["name"], o["metadata"]["namespace"]
+        live = apps.read_namespaced_daemon_set(name, namespace)
+        three = {
+            "observedGeneration": live.metadata.generation,
+            "desiredNumberScheduled": 3,
+            "currentNumberScheduled": 3,
+            "updatedNumberScheduled": 3,
+            "numberAvailable": 3,
+            "numberReady": 3,
+            "numberMisscheduled": 0,
+        }
+        apps.patch_namespaced_daemon_set_status(name, namespace, {"status": three})
 
 
 @pytest.mark.parametrize("name", ["stage", "prod"])
@@ -254,3 +269,28 @@ def test_a_kubeconfig_the_server_refuses_is_one_clear_line(
         f"the API server at {kube_apiserver.url} refused the kubeconfig's credentials "
         "(401 Unauthorized)",
     )
+
+
+def test_stage_with_its_secrets_deploys_and_converges(
+    api: KubeApi, overlays: dict[str, list[Obj]], kube_apiserver: KubeApiServer
+) -> None:
+    """Last in this module: stage takes over the cluster-scoped objects dev applied."""
+    specs = secret_refs(load_environment(str(ROOT / "inventory" / "stage.yaml")))
+    environ = {name: f"test-{name.lower()}" for name in cluster.env_vars_named(specs)}
+    secrets = cluster.build_secrets(specs, environ, "stage")
+    desired = [*overlays["stage"], *secrets]
+    facts = cluster.read_facts(api, desired, "stage")
+    plan = cluster.plan_changes(desired, facts.live, facts.predicted, facts.labelled, "stage")
+    cluster.execute(api, plan, desired, lambda _: None)
+    set_rolled_out(kube_apiserver, overlays["stage"])
+    cluster.wait_for_rollouts(api, overlays["stage"], 10, lambda _: None)
+
+    again = cluster.deploy(api, overlays["stage"], secrets, "stage", False, 10, lambda _: None)
+    changed = [(c.action, str(c.ref), c.paths) for c in again.changes if c.action != "unchanged"]
+    assert changed == []
+    assert {str(c.ref) for c in again.changes} >= {
+        "Secret velero/velero-s3-credentials",
+        "Secret external-dns/cloudflare-api-token",
+        "DaemonSet velero/node-agent",
+        "Schedule velero/daily",
+    }
