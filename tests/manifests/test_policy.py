@@ -365,3 +365,32 @@ def test_ingress_address_is_pinned_to_the_first_pool_address_and_published_by_ex
         assert annotations["external-dns.alpha.kubernetes.io/target"] == first
     else:
         assert "external-dns.alpha.kubernetes.io/target" not in annotations
+
+
+@pytest.mark.parametrize("count", [0, 3])
+def test_any_number_of_inventory_teams_gets_the_same_guard_rails(
+    render_variant: Callable[[Any], Rendered], count: int
+) -> None:
+    teams = [
+        {
+            "name": f"team-{i}",
+            "leads_group": f"team-{i}-leads",
+            "developers_group": f"team-{i}-devs",
+            "quota": {"cpu": str(2 + i), "memory": f"{4 + i}Gi", "pods": 10 + i},
+        }
+        for i in range(count)
+    ]
+    r = render_variant(variant("stage", teams=teams))
+    labelled = [
+        n["metadata"]["name"]
+        for n in r.of_kind("Namespace")
+        if n["metadata"]["labels"].get("mk8s.io/team") == "true"
+    ]
+    assert sorted(labelled) == [t["name"] for t in teams]
+    for t in teams:
+        ns = t["name"]
+        assert r.get("NetworkPolicy", "default-deny", ns)
+        assert r.get("ResourceQuota", "compute", ns)["spec"]["hard"]["pods"] == str(
+            t["quota"]["pods"]
+        )
+        assert r.get("RoleBinding", "developer", ns)["subjects"][0]["name"] == t["developers_group"]
