@@ -33,9 +33,11 @@ SECRETS_JSON = f"{DIR}/secrets.json"
 # MicroK8s runs its kubelet from the snap: CSI drivers and Velero's node agent must use this
 # directory, not /var/lib/kubelet (shared/reference/microk8s.md, "Add-ons").
 KUBELET_DIR = "/var/snap/microk8s/common/var/lib/kubelet"
-# The ingress add-on's classes: NGINX registers `public` (default) and `nginx`, and HTTP-01
-# with class `nginx` fails on MicroK8s; Traefik (1.35+) registers `traefik`.
-INGRESS_CLASS = {"nginx": "public", "traefik": "traefik"}
+# The ingress add-on's default class is `public` with either controller: NGINX registers
+# `public` and `nginx` (HTTP-01 with class `nginx` fails on MicroK8s); the Traefik add-on
+# (1.35+, core-addons addons/ingress/values.yaml) registers `traefik` and, for compatibility,
+# `public` (default) and `nginx`. So the same class routes the sample app out of either.
+INGRESS_CLASS = {"nginx": "public", "traefik": "public"}
 INGRESS_NAMESPACE = "ingress"
 ACME = {
     "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
