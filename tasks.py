@@ -5,14 +5,20 @@ Run `invoke --list` for the commands; DESIGN.md and README.md describe the phase
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from invoke.context import Context
 from invoke.tasks import task
 
+from mk8s import cluster, kustomize
 from mk8s.build import build_dir, write_plan
 from mk8s.cli import user_errors
 from mk8s.console import console, plan_tables, print_changes
 from mk8s.load import load_environment
 from mk8s.plan import build_plan
+from mk8s.render import manifests
+from mk8s.secrets import load_secrets_file
 
 ENV_HELP = {"env": "environment name (inventory/NAME.yaml) or path to an inventory YAML file"}
 
@@ -36,3 +42,48 @@ def plan(c: Context, env: str) -> None:
     out = build_dir(environment.name)
     changes, facts = write_plan(the_plan, out)
     print_changes(changes, facts, str(out))
+
+
+# --- deploy ---
+
+
+@task(
+    help=ENV_HELP
+    | {
+        "dry_run": "server-side dry run only: show what would change, change nothing",
+        "kubeconfig": "kubeconfig to use (default: $KUBECONFIG, else build/ENV/kubeconfig)",
+        "timeout": "seconds to wait for rollouts (default 600)",
+    }
+)
+@user_errors
+def deploy(
+    c: Context, env: str, dry_run: bool = False, kubeconfig: str = "", timeout: int = 600
+) -> None:
+    """Platform manifests (kustomize overlay of ENV) applied server-side; prune; wait."""
+    environment = load_environment(env)
+    out = build_dir(environment.name)
+    write_plan(build_plan(environment), out)  # deploy applies exactly what plan renders now
+    objects = kustomize.build(out / manifests.DIR)
+    secrets = cluster.build_secrets(
+        cluster.load_secret_refs(out / manifests.SECRETS_JSON),
+        {**load_secrets_file(environment.secrets_file), **os.environ},
+        environment.name,
+    )
+    api = cluster.KubeApi(Path(kubeconfig) if kubeconfig else cluster.default_kubeconfig(out))
+    with console.status("deploy") as status:
+        result = cluster.deploy(
+            api,
+            objects,
+            secrets,
+            environment.name,
+            dry_run,
+            float(timeout),
+            lambda msg: status.update(f"[bold]{environment.name}[/bold]: {msg}"),
+        )
+    for line in cluster.describe(result):
+        console.print(line, soft_wrap=True)
+    console.print(
+        f"{environment.name}: dry run, nothing applied"
+        if dry_run
+        else f"{environment.name}: deployed; sample app at https://{manifests.app_host(environment)}/"
+    )

@@ -1,0 +1,296 @@
+"""`invoke deploy`'s edge against a real kube-apiserver + etcd (tests/support/envtest.py):
+server-side dry run, apply with field manager mk8s, label-scoped prune, drift correction and
+rollout reading, with the real dev overlay. There is no controller-manager: the test sets the
+Deployment status a controller would, and installs the CRDs the add-ons would bring."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+import yaml
+
+from mk8s import cluster
+from mk8s.cluster import KubeApi, Ref
+from mk8s.errors import OperationFailedError
+from mk8s.load import load_environment
+from mk8s.render.manifests import SecretRef, secret_refs
+from tests.manifests.conftest import ROOT, render
+from tests.support.envtest import KubeApiServer
+
+pytestmark = pytest.mark.slow
+
+ENV = "dev"
+# Namespaces the MicroK8s add-ons create before mk8s deploys.
+ADDON_NAMESPACES = ("metallb-system", "ingress", "cert-manager", "argocd")
+Obj = dict[str, Any]
+
+
+def crd_for(kind: str, api_version: str, namespaced: bool) -> Obj:
+    """A CRD as the add-on would install it (schema left open: the add-on validates)."""
+    group, version = api_version.split("/")
+    plural = kind.lower() + ("es" if kind.lower().endswith("s") else "s")
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced" if namespaced else "Cluster",
+            "names": {
+                "kind": kind,
+                "plural": plural,
+                "singular": kind.lower(),
+                "listKind": f"{kind}List",
+            },
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def overlays(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Obj]]:
+    scratch = tmp_path_factory.mktemp("deploy")
+    return {
+        name: render(load_environment(str(ROOT / "inventory" / f"{name}.yaml")), scratch).objects
+        for name in ("dev", "stage", "prod")
+    }
+
+
+@pytest.fixture(scope="module")
+def dev_objects(overlays: dict[str, list[Obj]]) -> list[Obj]:
+    return overlays[ENV]
+
+
+@pytest.fixture(scope="module")
+def api(kube_apiserver: KubeApiServer, overlays: dict[str, list[Obj]]) -> Iterator[KubeApi]:
+    client = kube_apiserver.api_client()
+    ext = kubernetes.client.ApiextensionsV1Api(client)
+    custom = {
+        (o["apiVersion"], o["kind"], "namespace" in o["metadata"])
+        for objects in overlays.values()
+        for o in objects
+        if "." in o["apiVersion"].split("/")[0]
+        and not o["apiVersion"].split("/")[0].endswith("k8s.io")
+    }
+    for api_version, kind, namespaced in sorted(custom):
+        ext.create_custom_resource_definition(crd_for(kind, api_version, namespaced))
+    for name in ADDON_NAMESPACES:
+        kube_apiserver.create_namespace(name)
+    kube = KubeApi(kube_apiserver.kubeconfig)
+    # Wait until discovery serves the new kinds (CRDs become Established asynchronously).
+    for _ in range(100):
+        if all(kube.served(a, k) for a, k, _ in custom):
+            break
+        kube = KubeApi(kube_apiserver.kubeconfig)
+    yield kube
+
+
+def set_rolled_out(kube_apiserver: KubeApiServer, objects: list[Obj]) -> None:
+    """What the deployment controller would write once every replica is available."""
+    apps = kubernetes.client.AppsV1Api(kube_apiserver.api_client())
+    for o in objects:
+        if o["kind"] != "Deployment":
+            continue
+        live = apps.read_namespaced_deployment(o["metadata"]["name"], o["metadata"]["namespace"])
+        n = live.spec.replicas
+        status = {
+            "observedGeneration": live.metadata.generation,
+            "replicas": n,
+            "updatedReplicas": n,
+            "readyReplicas": n,
+            "availableReplicas": n,
+        }
+        apps.patch_namespaced_deployment_status(
+            o["metadata"]["name"], o["metadata"]["namespace"], {"status": status}
+        )
+    for o in objects:
+        if o["kind"] != "DaemonSet":
+            continue
+        name, namespace = o["metadata"]["name"], o["metadata"]["namespace"]
+        live = apps.read_namespaced_daemon_set(name, namespace)
+        three = {
+            "observedGeneration": live.metadata.generation,
+            "desiredNumberScheduled": 3,
+            "currentNumberScheduled": 3,
+            "updatedNumberScheduled": 3,
+            "numberAvailable": 3,
+            "numberReady": 3,
+            "numberMisscheduled": 0,
+        }
+        apps.patch_namespaced_daemon_set_status(name, namespace, {"status": three})
+
+
+@pytest.mark.parametrize("name", ["stage", "prod"])
+def test_stage_and_prod_overlays_pass_the_servers_dry_run(
+    api: KubeApi, overlays: dict[str, list[Obj]], name: str
+) -> None:
+    plan = cluster.deploy(api, overlays[name], [], name, True, 5, lambda _: None)
+    assert len(plan.changes) == len(overlays[name])
+    assert api.get(Ref("v1", "Namespace", None, "velero")) is None
+
+
+def test_dry_run_on_an_empty_cluster_creates_nothing(api: KubeApi, dev_objects: list[Obj]) -> None:
+    plan = cluster.deploy(api, dev_objects, [], ENV, True, 5, lambda _: None)
+    assert {c.action for c in plan.changes} == {"create"}
+    assert len(plan.changes) == len(dev_objects)
+    assert api.get(Ref("v1", "Namespace", None, "sample-app")) is None
+
+
+def test_apply_then_rerun_is_a_no_op(
+    api: KubeApi, dev_objects: list[Obj], kube_apiserver: KubeApiServer
+) -> None:
+    facts = cluster.read_facts(api, dev_objects, ENV)
+    plan = cluster.plan_changes(dev_objects, facts.live, facts.predicted, facts.labelled, ENV)
+    cluster.execute(api, plan, dev_objects, lambda _: None)
+    set_rolled_out(kube_apiserver, dev_objects)
+    cluster.wait_for_rollouts(api, dev_objects, 10, lambda _: None)
+    pool = api.get(
+        Ref("metallb.io/v1beta1", "IPAddressPool", "metallb-system", "default-addresspool")
+    )
+    assert pool is not None
+    assert pool["spec"]["addresses"] == ["192.168.10.50-192.168.10.69"]
+    managers = {m["manager"] for m in pool["metadata"]["managedFields"]}
+    assert managers == {"mk8s"}
+
+    again = cluster.deploy(api, dev_objects, [], ENV, False, 10, lambda _: None)
+    changed = [(c.action, str(c.ref), c.paths) for c in again.changes if c.action != "unchanged"]
+    assert changed == []
+
+
+def test_a_hand_edit_is_reported_and_reverted(
+    api: KubeApi, dev_objects: list[Obj], kube_apiserver: KubeApiServer
+) -> None:
+    apps = kubernetes.client.AppsV1Api(kube_apiserver.api_client())
+    apps.patch_namespaced_deployment(
+        "sample-app", "sample-app", {"spec": {"replicas": 5}}, field_manager="kubectl-scale"
+    )
+    plan = cluster.deploy(api, dev_objects, [], ENV, True, 5, lambda _: None)
+    updates = [(str(c.ref), c.paths) for c in plan.by_action("update")]
+    assert updates == [("Deployment sample-app/sample-app", ("spec.replicas",))]
+    facts = cluster.read_facts(api, dev_objects, ENV)
+    cluster.execute(
+        api,
+        cluster.plan_changes(dev_objects, facts.live, facts.predicted, facts.labelled, ENV),
+        dev_objects,
+        lambda _: None,
+    )
+    assert apps.read_namespaced_deployment("sample-app", "sample-app").spec.replicas == 2
+
+
+def test_prune_deletes_only_what_left_the_overlay(
+    api: KubeApi, dev_objects: list[Obj], kube_apiserver: KubeApiServer
+) -> None:
+    core = kubernetes.client.CoreV1Api(kube_apiserver.api_client())
+    core.create_namespaced_config_map(
+        "sample-app",
+        {
+            "metadata": {
+                "name": "stage-owned",
+                "labels": {"app.kubernetes.io/managed-by": "mk8s", "mk8s.io/environment": "stage"},
+            }
+        },
+    )
+    leaving = {
+        ("NetworkPolicy", "allow-acme-http01-solver"),
+        ("ConfigMap", "nginx-load-balancer-microk8s-conf"),
+    }
+    remaining = [o for o in dev_objects if (o["kind"], o["metadata"]["name"]) not in leaving]
+    facts = cluster.read_facts(api, remaining, ENV)
+    plan = cluster.plan_changes(remaining, facts.live, facts.predicted, facts.labelled, ENV)
+    assert [str(c.ref) for c in plan.by_action("prune")] == [
+        "NetworkPolicy sample-app/allow-acme-http01-solver"
+    ]
+    cluster.execute(api, plan, remaining, lambda _: None)
+    assert (
+        api.get(
+            Ref("networking.k8s.io/v1", "NetworkPolicy", "sample-app", "allow-acme-http01-solver")
+        )
+        is None
+    )
+    # The add-on's ConfigMap (prune disabled) and another environment's object stay.
+    assert api.get(Ref("v1", "ConfigMap", "ingress", "nginx-load-balancer-microk8s-conf"))
+    assert api.get(Ref("v1", "ConfigMap", "sample-app", "stage-owned"))
+
+
+def test_secrets_from_references_converge_and_changes_show_keys_only(
+    api: KubeApi, kube_apiserver: KubeApiServer
+) -> None:
+    specs = [SecretRef("cert-manager", "cloudflare-api-token", {"api-token": "${CF_TOKEN}"})]
+    core = kubernetes.client.CoreV1Api(kube_apiserver.api_client())
+
+    def deploy_with(token: str) -> cluster.DeployPlan:
+        secrets = cluster.build_secrets(specs, {"CF_TOKEN": token}, "secrets-test")
+        return cluster.deploy(api, [], secrets, "secrets-test", False, 5, lambda _: None)
+
+    first = deploy_with("token-one")
+    assert [c.action for c in first.changes] == ["create"]
+    stored = core.read_namespaced_secret("cloudflare-api-token", "cert-manager")
+    assert base64.b64decode(stored.data["api-token"]) == b"token-one"
+
+    assert deploy_with("token-one").empty
+
+    rotated = deploy_with("token-two")
+    text = "\n".join(cluster.describe(rotated))
+    assert "~ Secret cert-manager/cloudflare-api-token (data.api-token)" in text
+    assert "token-one" not in text and "token-two" not in text
+    stored = core.read_namespaced_secret("cloudflare-api-token", "cert-manager")
+    assert base64.b64decode(stored.data["api-token"]) == b"token-two"
+
+
+def test_a_kubeconfig_the_server_refuses_is_one_clear_line(
+    kube_apiserver: KubeApiServer, tmp_path: Path
+) -> None:
+    config = yaml.safe_load(kube_apiserver.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": "not-the-admin-token"}
+    wrong = tmp_path / "kubeconfig"
+    wrong.write_text(yaml.safe_dump(config))
+    with pytest.raises(OperationFailedError) as err:
+        # Discovery may come from the client's cache; the first real request is refused.
+        KubeApi(wrong).get(Ref("v1", "Namespace", None, "default"))
+    assert err.value.lines == (
+        f"the API server at {kube_apiserver.url} refused the kubeconfig's credentials "
+        "(401 Unauthorized)",
+    )
+
+
+def test_stage_with_its_secrets_deploys_and_converges(
+    api: KubeApi, overlays: dict[str, list[Obj]], kube_apiserver: KubeApiServer
+) -> None:
+    """Last in this module: stage takes over the cluster-scoped objects dev applied."""
+    specs = secret_refs(load_environment(str(ROOT / "inventory" / "stage.yaml")))
+    environ = {name: f"test-{name.lower()}" for name in cluster.env_vars_named(specs)}
+    secrets = cluster.build_secrets(specs, environ, "stage")
+    desired = [*overlays["stage"], *secrets]
+    facts = cluster.read_facts(api, desired, "stage")
+    plan = cluster.plan_changes(desired, facts.live, facts.predicted, facts.labelled, "stage")
+    cluster.execute(api, plan, desired, lambda _: None)
+    set_rolled_out(kube_apiserver, overlays["stage"])
+    cluster.wait_for_rollouts(api, overlays["stage"], 10, lambda _: None)
+
+    again = cluster.deploy(api, overlays["stage"], secrets, "stage", False, 10, lambda _: None)
+    changed = [(c.action, str(c.ref), c.paths) for c in again.changes if c.action != "unchanged"]
+    assert changed == []
+    assert {str(c.ref) for c in again.changes} >= {
+        "Secret velero/velero-s3-credentials",
+        "Secret external-dns/cloudflare-api-token",
+        "DaemonSet velero/node-agent",
+        "Schedule velero/daily",
+    }
