@@ -5,14 +5,22 @@ Run `invoke --list` for the commands; DESIGN.md and README.md describe the phase
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from invoke.context import Context
 from invoke.tasks import task
 
 from mk8s.build import build_dir, write_plan
 from mk8s.cli import user_errors
 from mk8s.console import console, plan_tables, print_changes
+from mk8s.errors import OperationFailedError
+from mk8s.evidence import criterion_line
 from mk8s.load import load_environment
+from mk8s.loadtest import LoadProfile
+from mk8s.loadtest import run as run_loadtest
 from mk8s.plan import build_plan
+from mk8s.promote import promote as promote_env
+from mk8s.report import write_report
 
 ENV_HELP = {"env": "environment name (inventory/NAME.yaml) or path to an inventory YAML file"}
 
@@ -35,3 +43,42 @@ def plan(c: Context, env: str) -> None:
         console.print(table)
     out = build_dir(environment.name)
     print_changes(write_plan(the_plan, out), str(out))
+
+
+# --- evidence: load tests, report, promotion ---
+
+
+@task(
+    help=ENV_HELP
+    | {
+        "host": "base URL to load (default https://app.<ingress.domain>)",
+        "duration": "override loadtest.duration_s (seconds), e.g. for a smoke run",
+    }
+)
+@user_errors
+def loadtest(c: Context, env: str, host: str | None = None, duration: int | None = None) -> None:
+    """Locust at the inventory's rate; SLO gate (p95, error rate) and per-IP rate-limit check."""
+    profile = None
+    if duration is not None:
+        environment = load_environment(env)
+        profile = replace(LoadProfile.of(environment), duration_s=duration)
+    run_dir, summary = run_loadtest(env, host=host, profile=profile)
+    for criterion in summary.criteria:
+        console.print(criterion_line(criterion), soft_wrap=True)
+    console.print(f"evidence: {run_dir}")
+    if not summary.passed:
+        raise OperationFailedError(f"{summary.env}: load test failed (run {summary.run_id})")
+
+
+@task
+@user_errors
+def report(c: Context) -> None:
+    """Render reports/index.html: every environment, its latest runs, gate state, p95 chart."""
+    console.print(f"report: {write_report()}")
+
+
+@task(help={"env": "environment to promote into (its promotion.after names the source)"})
+@user_errors
+def promote(c: Context, env: str) -> None:
+    """Build ENV only on fresh green evidence of the previous environment; no override."""
+    promote_env(env, echo=console.print)

@@ -161,6 +161,15 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0][:300] if text.strip() else ""
 
 
+def criterion_line(c: CriterionResult) -> str:
+    """One line per criterion for terminals and logs."""
+    unit = f" {c.unit}" if c.unit else ""
+    measured = f"measured {c.measured}{unit}" if c.measured is not None else "not measured"
+    target = f", target {c.target}{unit}" if c.target is not None else ""
+    tail = f": {c.message}" if c.message else ""
+    return f"{c.status.upper():7} {c.id} ({measured}{target}){tail}"
+
+
 def timings_of(criteria: Iterable[CriterionResult]) -> dict[str, Timing]:
     out: dict[str, Timing] = {}
     for c in criteria:
