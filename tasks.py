@@ -13,7 +13,7 @@ from invoke.tasks import task
 from mk8s.build import build_dir, write_plan
 from mk8s.cli import user_errors
 from mk8s.console import console, plan_tables, print_changes
-from mk8s.errors import OperationFailedError
+from mk8s.errors import OperationFailedError, UserError
 from mk8s.evidence import criterion_line
 from mk8s.load import load_environment
 from mk8s.loadtest import LoadProfile
@@ -52,14 +52,16 @@ def plan(c: Context, env: str) -> None:
     help=ENV_HELP
     | {
         "host": "base URL to load (default https://app.<ingress.domain>)",
-        "duration": "override loadtest.duration_s (seconds), e.g. for a smoke run",
+        "duration": "override loadtest.duration_s (seconds, 0 = inventory), e.g. for a smoke run",
     }
 )
 @user_errors
-def loadtest(c: Context, env: str, host: str | None = None, duration: int | None = None) -> None:
+def loadtest(c: Context, env: str, host: str | None = None, duration: int = 0) -> None:
     """Locust at the inventory's rate; SLO gate (p95, error rate) and per-IP rate-limit check."""
     profile = None
-    if duration is not None:
+    if duration < 0:
+        raise UserError(f"--duration {duration}: must be a number of seconds > 0")
+    if duration:
         environment = load_environment(env)
         profile = replace(LoadProfile.of(environment), duration_s=duration)
     run_dir, summary = run_loadtest(env, host=host, profile=profile)
