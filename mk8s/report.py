@@ -139,6 +139,11 @@ def latency_chart(facts: list[EnvFacts]) -> Markup:
         f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{CHART_H - PAD}" stroke="#888"/>',
         f'<text x="4" y="{PAD - 8}" font-size="11">p95 ms</text>',
         f'<text x="4" y="{y(vmax / 1.15) + 4:.1f}" font-size="10">{vmax / 1.15:.0f}</text>',
+        f'<text x="4" y="{y(0) + 4:.1f}" font-size="10">0</text>',
+        f'<text x="{PAD}" y="{CHART_H - PAD + 16}" font-size="10">'
+        f"{datetime.fromtimestamp(t0, UTC):%Y-%m-%d %H:%M}</text>",
+        f'<text x="{CHART_W - PAD}" y="{CHART_H - PAD + 16}" font-size="10" text-anchor="end">'
+        f"{datetime.fromtimestamp(t1, UTC):%Y-%m-%d %H:%M} UTC</text>",
     ]
     for i, (name, pts, target) in enumerate(series):
         colour = COLOURS[i % len(COLOURS)]
