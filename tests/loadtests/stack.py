@@ -93,12 +93,22 @@ class Nginx:
 
 @contextmanager
 def nginx(
-    upstream: str, limit: RateLimit | None, workdir: Path, ip: str = "127.0.0.2"
+    upstream: str,
+    limit: RateLimit | None,
+    workdir: Path,
+    ip: str = "127.0.0.2",
+    static: str | None = None,
 ) -> Iterator[Nginx]:
-    """Real nginx on `ip` proxying to `upstream` with the rendered per-IP limit."""
+    """Real nginx on `ip` proxying to `upstream` with the rendered per-IP limit.
+
+    `static`: a path nginx answers itself (benchmarks measure the load generator there).
+    """
     port = free_port(ip)
     workdir.mkdir(parents=True, exist_ok=True)
     conf = nginx_conf(limit, listen=f"{ip}:{port}", upstream=upstream, prefix=workdir)
+    if static:
+        marker = "        location / {"
+        conf = conf.replace(marker, f'        location = {static} {{ return 200 "ok"; }}\n{marker}')
     (workdir / "nginx.conf").write_text(conf)
     proc = subprocess.Popen(
         [
