@@ -91,12 +91,15 @@ class Summary(Record):
     git_revision: str
     # Test cases without a `criterion` property that failed: the run is not green either.
     other_failures: list[str] = []
+    # What was exercised, when it is a URL (the load test's host); None for conformance runs.
+    target_url: str | None = None
 
     def criterion(self, criterion_id: str) -> CriterionResult | None:
         return next((c for c in self.criteria if c.id == criterion_id), None)
 
     @property
-    def phases(self) -> set[str]:
+    def proven_phases(self) -> set[str]:
+        """Phases with at least one passed criterion."""
         return {c.phase for c in self.criteria if c.passed}
 
 
@@ -191,6 +194,7 @@ def summarise(
     inputs: dict[str, str],
     git_revision: str,
     other_failures: Sequence[str] = (),
+    target_url: str | None = None,
 ) -> Summary:
     """A run passes when it measured something, nothing failed, and nothing else broke."""
     passed = (
@@ -211,6 +215,7 @@ def summarise(
         inputs=inputs,
         git_revision=git_revision,
         other_failures=list(other_failures),
+        target_url=target_url,
     )
 
 

@@ -71,7 +71,7 @@ def decide(
         )
     else:
         reasons += _run_problems(prev, "conformance", conformance, now, max_age, inputs_now)
-        missing = [p for p in required_phases if p not in conformance.phases]
+        missing = [p for p in required_phases if p not in conformance.proven_phases]
         if missing:
             reasons.append(
                 f"{prev}'s latest conformance run {conformance.run_id} proved nothing for "

@@ -384,6 +384,7 @@ def run(
         criteria=criteria,
         inputs=current_inputs(env, root),
         git_revision=git_revision(root),
+        target_url=target,
     )
     write_summary(run_dir, summary)
     return run_dir, summary

@@ -53,6 +53,7 @@ def test_a_healthy_app_behind_the_stage_limit_passes_the_slo_and_the_rate_limit_
         run_dir, summary = run_loadtest("stage", host=n.url, root=root, profile=SHORT)
 
     assert summary.kind == "loadtest" and summary.passed, summary.criteria
+    assert summary.target_url == n.url
     assert statuses(summary.criteria) == {
         "loadtest.p95": "passed",
         "loadtest.error_rate": "passed",
@@ -102,7 +103,7 @@ def test_the_limit_is_per_client_ip(tmp_path: Path) -> None:
 
     above_r, below_r = results["above"], results["below"]
     assert above_r.statuses[429] > 0 and above_r.statuses[200] <= 100 + 50 * 4
-    assert below_r.statuses == Counter({200: below_r.sent}) and below_r.sent >= 60
+    assert below_r.statuses == Counter({200: below_r.sent}) and below_r.sent >= 50
     verdict = rate_limit_criteria(limit, below_r, above_r)
     assert [c.status for c in verdict] == ["passed", "passed"]
 
