@@ -66,7 +66,7 @@ def loadtest(c: Context, env: str, host: str | None = None, duration: int = 0) -
         profile = replace(LoadProfile.of(environment), duration_s=duration)
     run_dir, summary = run_loadtest(env, host=host, profile=profile)
     for criterion in summary.criteria:
-        console.print(criterion_line(criterion), soft_wrap=True)
+        console.print(criterion_line(criterion), soft_wrap=True, markup=False)
     console.print(f"evidence: {run_dir}")
     if not summary.passed:
         raise OperationFailedError(f"{summary.env}: load test failed (run {summary.run_id})")
@@ -83,4 +83,4 @@ def report(c: Context) -> None:
 @user_errors
 def promote(c: Context, env: str) -> None:
     """Build ENV only on fresh green evidence of the previous environment; no override."""
-    promote_env(env, echo=console.print)
+    promote_env(env, echo=lambda line: console.print(line, soft_wrap=True, markup=False))

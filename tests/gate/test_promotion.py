@@ -203,3 +203,20 @@ def test_the_cli_refuses_with_exit_code_2_and_no_traceback(root: Path) -> None:
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("error: refusing to promote stage: dev's latest conformance run")
     assert "phase2.network_policy (measured denied, target denied)" in line
+
+
+def test_the_cli_runs_the_real_steps_and_stops_at_the_first_failure(root: Path) -> None:
+    """With the default (subprocess) runner: this directory has no tasks.py, so step 1 fails."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", "-r", str(REPO), "promote", "stage"],
+        cwd=root, capture_output=True, text=True, check=False, timeout=120,
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(root)},
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "stage: evidence of dev is green and fresh; promoting" in proc.stdout
+    assert "[1/4] invoke provision --env stage" in proc.stdout
+    assert "[2/4]" not in proc.stdout
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "error: promote stage: step 1/4 `invoke provision --env stage` failed (exit 1)"
+    )
