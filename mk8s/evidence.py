@@ -234,16 +234,17 @@ def combine(parts: dict[str, str]) -> str:
 # --- edge: files and git ----------------------------------------------------------------------
 
 
-def _tree(root: Path, rel: str) -> Iterator[tuple[str, bytes]]:
-    base = root / rel
+def _tree(root: Path, top: str) -> Iterator[tuple[str, bytes]]:
+    base = root / top
     if not base.is_dir():
         return
     for path in sorted(base.rglob("*")):
-        if not path.is_file() or _SKIP_PARTS.intersection(path.parts):
+        rel = path.relative_to(root)
+        if not path.is_file() or _SKIP_PARTS.intersection(rel.parts):
             continue
         if path.name.endswith(_SKIP_SUFFIXES):
             continue
-        yield path.relative_to(root).as_posix(), path.read_bytes()
+        yield rel.as_posix(), path.read_bytes()
 
 
 def current_inputs(env: str, root: Path = Path()) -> dict[str, str]:

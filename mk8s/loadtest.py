@@ -77,7 +77,8 @@ class ProbeResult:
     sent: int = 0
     elapsed_s: float = 0.0
     statuses: Counter[int] = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)
+    error_count: int = 0
+    errors: list[str] = field(default_factory=list)  # the first few, for the message
 
     @property
     def rate(self) -> float:
@@ -208,7 +209,7 @@ def rate_limit_criteria(
         ]
     code = limit.status_code
     below_limited = below.statuses.get(code, 0)
-    below_ok = below.sent > 0 and below_limited == 0 and not below.errors
+    below_ok = below.sent > 0 and below_limited == 0 and not below.error_count
     above_limited = above.statuses.get(code, 0)
     fast_enough = above.rate > limit.rps + limit.burst / max(above.elapsed_s, 1e-9)
     above_ok = above_limited > 0
@@ -221,6 +222,8 @@ def rate_limit_criteria(
         )
     else:
         above_msg = f"{above.sent} requests at {above.rate:.0f} req/s and no {code}: no limit"
+    if not above_ok and above.error_count:
+        above_msg += f"; {above.error_count} requests failed, first: {above.errors[0]}"
     return [
         CriterionResult(
             id="loadtest.rate_limit_below",
@@ -309,7 +312,9 @@ def probe(
             with lock:
                 result.sent += 1
                 if status is None:
-                    result.errors.append(error)
+                    result.error_count += 1
+                    if len(result.errors) < 5:
+                        result.errors.append(error)
                 else:
                     result.statuses[status] += 1
         conn.close()
@@ -362,7 +367,6 @@ def run(
     host: str | None = None,
     root: Path = Path(),
     profile: LoadProfile | None = None,
-    rate_limit_url: str | None = None,
     now: datetime | None = None,
 ) -> tuple[Path, Summary]:
     """The whole load-test run for ENV; returns its run directory and summary."""
@@ -375,7 +379,7 @@ def run(
     run_dir = new_run_dir(environment.name, now, root)
     stats = run_locust(profile, target, run_dir)
     criteria = slo_criteria(stats, environment.slo, profile)
-    criteria += check_rate_limit(rate_limit_url or target + "/", environment.ingress.rate_limit)
+    criteria += check_rate_limit(target + "/", environment.ingress.rate_limit)
     summary = summarise(
         env=environment.name,
         run=run_dir.name,
