@@ -7,9 +7,12 @@ so it can be archived or attached to a change request as is.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 from jinja2 import Environment as Jinja
@@ -17,10 +20,11 @@ from jinja2 import FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from mk8s.errors import UserError
-from mk8s.evidence import REPORTS_DIR, Summary, current_inputs, summaries
+from mk8s.evidence import REPORTS_DIR, Summary, current_inputs, env_reports, summaries
 from mk8s.gate import decide
 from mk8s.inventory import Environment
 from mk8s.load import INVENTORY_DIR, load_environment
+from mk8s.promote import PROMOTION
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT_HTML = "index.html"
@@ -37,6 +41,7 @@ class EnvFacts:
     error: str | None
     runs: tuple[Summary, ...]
     gate_reasons: tuple[str, ...] | None  # None: first environment, nothing to gate
+    last_promotion: Mapping[str, Any] | None = None  # body of the newest promotion.json
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class EnvView:
     loadtest: Summary | None
     failed: tuple[str, ...]
     p95_target: int | None
+    last_promotion: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,7 @@ def build_model(facts: list[EnvFacts], now: datetime) -> ReportModel:
                 loadtest=load,
                 failed=failed,
                 p95_target=f.env.slo.p95_ms if f.env else None,
+                last_promotion=f.last_promotion,
             )
         )
     return ReportModel(now, tuple(views), latency_chart(facts))
@@ -190,6 +197,18 @@ def environment_names(root: Path = Path()) -> list[str]:
     return sorted(names)
 
 
+def last_promotion(env: str, root: Path = Path()) -> Mapping[str, Any] | None:
+    """The newest readable promotion.json of ENV (run ids sort by time)."""
+    for path in sorted(env_reports(env, root).glob(f"*/{PROMOTION}"), reverse=True):
+        try:
+            body = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(body, dict):
+            return body | {"run_id": path.parent.name}
+    return None
+
+
 def collect(root: Path = Path(), now: datetime | None = None) -> list[EnvFacts]:
     now = now or datetime.now(UTC)
     facts: list[EnvFacts] = []
@@ -216,7 +235,7 @@ def collect(root: Path = Path(), now: datetime | None = None) -> list[EnvFacts]:
                     now=now,
                 )
                 reasons = decision.reasons
-        facts.append(EnvFacts(name, env, None, runs, reasons))
+        facts.append(EnvFacts(name, env, None, runs, reasons, last_promotion(name, root)))
     return facts
 
 

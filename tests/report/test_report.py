@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mk8s.evidence import Summary
+from mk8s.promote import promote
 from tests.evidence.factory import REPO, conformance_run, loadtest_run, make_repo
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -95,8 +96,9 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
         "dev-conformance": conformance_run(root, "dev"),
         "dev-slow": loadtest_run(root, "dev", latency_ms=300),
         "dev-loadtest": loadtest_run(root, "dev"),
-        "stage-conformance": conformance_run(root, "stage", {"phase1.tls": "fail"}),
     }
+    promote("stage", root, runner=lambda cmd: 0, echo=lambda _: None)
+    runs["stage-conformance"] = conformance_run(root, "stage", {"phase1.tls": "fail"})
     return root, runs
 
 
@@ -172,3 +174,10 @@ def test_prod_gate_is_closed_naming_why(
 
 def test_the_latency_chart_plots_the_environments_with_load_tests(page: Rows) -> None:
     assert page.svg_series == ["dev"]
+
+
+def test_the_last_promotion_is_shown(page: Rows) -> None:
+    promoted = " ".join(page.cell("stage", "promotion")["text"].split())
+    assert promoted.startswith("promoted from dev")
+    assert page.cell("stage", "promotion")["data-run"] in promoted
+    assert "never" in page.cell("prod", "promotion")["text"]
