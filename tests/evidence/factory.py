@@ -149,5 +149,5 @@ def loadtest_run(root: Path, env: str, latency_ms: float = 0.0) -> Summary:
         backend(latency_ms=latency_ms) as upstream,
         nginx(upstream, limit, root.parent / "nginx") as n,
     ):
-        _, summary = run_loadtest(env, host=n.url, root=root, profile=LoadProfile(5, 5, 2, 20))
+        _, summary = run_loadtest(env, host=n.url, root=root, profile=LoadProfile(5, 5, 3, 20))
     return summary
