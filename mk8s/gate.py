@@ -1,11 +1,13 @@
 """The promotion gate: may ENV be built from what its previous environment proved? Pure.
 
 Promoting ENV (say stage) is allowed only on fresh green evidence of the environment named by
-`promotion.after` (dev): its latest conformance run and its latest load-test run both passed,
-both are younger than ENV's `promotion.max_age_hours`, the conformance run covered every required
-phase, and both were produced from the inputs that exist now (same shared manifests, bootstrap,
-terraform and rendered plan, same inventory of the previous environment). Anything else refuses
-with one line per reason. There is no override: evidence is the only way through.
+`promotion.after` (dev): its latest conformance run passed every criterion of the required
+phases and proved each of them (a phase4 criterion such as the production certificate cannot
+pass before prod and does not count), its latest load-test run passed, both are younger than
+ENV's `promotion.max_age_hours`, and both were produced from the inputs that exist now (same
+shared manifests, bootstrap, terraform and rendered plan, same inventory of the previous
+environment). Anything else refuses with one line per reason. There is no override: evidence
+is the only way through.
 """
 
 from __future__ import annotations
@@ -70,7 +72,9 @@ def decide(
             f"(run: nox -s conformance -- --env {prev})"
         )
     else:
-        reasons += _run_problems(prev, "conformance", conformance, now, max_age, inputs_now)
+        reasons += _run_problems(
+            prev, "conformance", conformance, now, max_age, inputs_now, required_phases
+        )
         missing = [p for p in required_phases if p not in conformance.proven_phases]
         if missing:
             reasons.append(
@@ -82,7 +86,7 @@ def decide(
             f"{prev} has no load-test run in reports/{prev}/ (run: invoke loadtest --env {prev})"
         )
     else:
-        reasons += _run_problems(prev, "load-test", loadtest, now, max_age, inputs_now)
+        reasons += _run_problems(prev, "load-test", loadtest, now, max_age, inputs_now, None)
     return Decision(target.name, prev, tuple(reasons))
 
 
@@ -93,15 +97,19 @@ def _run_problems(
     now: datetime,
     max_age: timedelta,
     inputs_now: Mapping[str, str] | None,
+    required_phases: tuple[str, ...] | None,
 ) -> list[str]:
+    """Problems of one run; only criteria of `required_phases` count (None: all of them)."""
     where = f"{prev}'s latest {label} run {run.run_id}"
     out: list[str] = []
-    failed = [c for c in run.criteria if c.status == "failed"]
+    required = [c for c in run.criteria if required_phases is None or c.phase in required_phases]
+    failed = [c for c in required if c.status == "failed"]
     if failed:
         out.append(f"{where} failed: " + "; ".join(_describe(c) for c in failed))
-    elif not run.passed:
-        why = "; ".join(run.other_failures) or "no criterion passed"
-        out.append(f"{where} did not pass: {why}")
+    elif run.other_failures:
+        out.append(f"{where} did not pass: " + "; ".join(run.other_failures))
+    elif not any(c.passed for c in required):
+        out.append(f"{where} did not pass: no criterion passed")
     age = now - run.created_at
     if age > max_age:
         out.append(

@@ -72,3 +72,25 @@ def test_a_summary_with_only_the_combined_hash_is_compared_on_it() -> None:
     changed = INPUTS | {"terraform": "z"}
     decision = decide(stage(), conformance=legacy, loadtest=LOAD, inputs_now=changed, now=NOW)
     assert decision.reasons[0].endswith("was produced from other inputs; changed since: inputs")
+
+
+def test_a_failed_production_only_criterion_does_not_block() -> None:
+    """stage uses LE staging, so phase4.production_certificate fails there by design."""
+    prod_cert = CriterionResult(
+        id="phase4.production_certificate", phase="phase4", status="failed", measured="staging"
+    )
+    stage_run = run("conformance", *GREEN.criteria, prod_cert)
+    prod = load_environment("prod", REPO)
+    decision = decide(prod, conformance=stage_run, loadtest=LOAD, inputs_now=INPUTS, now=NOW)
+    assert decision.allowed, decision.reasons
+
+
+def test_a_failed_criterion_of_a_required_phase_blocks_even_among_passes() -> None:
+    bad = CriterionResult(id="phase2.rbac_matrix", phase="phase2", status="failed", measured="3")
+    decision = decide(
+        stage(), conformance=run("conformance", *GREEN.criteria, bad), loadtest=LOAD,
+        inputs_now=INPUTS, now=NOW,
+    )  # fmt: skip
+    assert decision.reasons == (
+        "dev's latest conformance run 20261125T110000Z failed: phase2.rbac_matrix (measured 3)",
+    )

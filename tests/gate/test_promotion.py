@@ -20,7 +20,14 @@ import pytest
 from mk8s.errors import OperationFailedError, UserError
 from mk8s.evidence import env_reports
 from mk8s.promote import PROMOTION, promote
-from tests.evidence.factory import REPO, conformance_run, loadtest_run, make_repo
+from tests.evidence.factory import (
+    REPO,
+    SLOW_MS,
+    TEST_P95_MS,
+    conformance_run,
+    loadtest_run,
+    make_repo,
+)
 
 STEPS = [
     "invoke provision --env stage",
@@ -120,12 +127,12 @@ def test_refused_when_there_is_no_load_test_run(root: Path) -> None:
 
 
 def test_refused_when_the_latest_load_test_failed_its_slo(root: Path) -> None:
-    slow = loadtest_run(root, "dev", latency_ms=300)
+    slow = loadtest_run(root, "dev", latency_ms=SLOW_MS)
     (line,) = refusal(root)
     assert line.startswith(
         f"refusing to promote stage: dev's latest load-test run {slow.run_id} failed: loadtest.p95"
     )
-    assert "target 200 ms" in line
+    assert f"target {TEST_P95_MS} ms" in line
 
 
 def test_refused_when_the_evidence_is_older_than_the_allowed_age(root: Path) -> None:

@@ -29,7 +29,7 @@ from mk8s.loadtest import (
 )
 from mk8s.loadtest import run as run_loadtest
 from mk8s.render.ratelimit import nginx_conf
-from tests.evidence.factory import REPO, make_repo
+from tests.evidence.factory import REPO, SLOW_MS, TEST_P95_MS, make_repo
 from tests.loadtests.stack import backend, nginx, nginx_binary
 
 SHORT = LoadProfile(users=5, spawn_rate=5, duration_s=3, target_rps=25)
@@ -62,7 +62,8 @@ def test_a_healthy_app_behind_the_stage_limit_passes_the_slo_and_the_rate_limit_
         "loadtest.rate_limit_above": "passed",
     }
     p95 = summary.criterion("loadtest.p95")
-    assert p95 is not None and p95.target == "200" and float(p95.measured or "inf") <= 200
+    assert p95 is not None and p95.target == str(TEST_P95_MS)
+    assert float(p95.measured or "inf") <= TEST_P95_MS
     assert summary.timings["loadtest.p95"].unit == "ms"
     # Locust's own artifacts are kept with the summary.
     for name in ("locust.html", "locust_stats.csv", "locust_failures.csv", SUMMARY):
@@ -73,14 +74,14 @@ def test_a_healthy_app_behind_the_stage_limit_passes_the_slo_and_the_rate_limit_
 
 
 def test_injected_latency_fails_the_slo_gate(root: Path, tmp_path: Path) -> None:
-    with backend(latency_ms=300) as upstream, nginx(upstream, None, tmp_path / "ngx") as n:
+    with backend(latency_ms=SLOW_MS) as upstream, nginx(upstream, None, tmp_path / "ngx") as n:
         _, summary = run_loadtest("dev", host=n.url, root=root, profile=SHORT)
 
     assert not summary.passed
     p95 = summary.criterion("loadtest.p95")
     assert p95 is not None and p95.status == "failed"
-    assert float(p95.measured or 0) >= 300
-    assert p95.message.endswith("exceeds 200 ms")
+    assert float(p95.measured or 0) >= SLOW_MS
+    assert p95.message.endswith(f"exceeds {TEST_P95_MS} ms")
     # dev sets no rate limit: the check is recorded as not applicable, not as passed.
     assert statuses(summary.criteria)["loadtest.rate_limit_above"] == "skipped"
 

@@ -17,7 +17,14 @@ import pytest
 
 from mk8s.evidence import Summary
 from mk8s.promote import promote
-from tests.evidence.factory import REPO, conformance_run, loadtest_run, make_repo
+from tests.evidence.factory import (
+    REPO,
+    SLOW_MS,
+    TEST_P95_MS,
+    conformance_run,
+    loadtest_run,
+    make_repo,
+)
 
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM_FLAGS = [
@@ -94,7 +101,7 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     root = make_repo(tmp_path_factory.mktemp("report") / "repo")
     runs = {
         "dev-conformance": conformance_run(root, "dev"),
-        "dev-slow": loadtest_run(root, "dev", latency_ms=300),
+        "dev-slow": loadtest_run(root, "dev", latency_ms=SLOW_MS),
         "dev-loadtest": loadtest_run(root, "dev"),
     }
     promote("stage", root, runner=lambda cmd: 0, echo=lambda _: None)
@@ -143,7 +150,7 @@ def test_dev_shows_its_latest_runs_and_that_it_is_built_directly(
     assert f"{runs['dev-conformance'].run_id} passed" in " ".join(conformance["text"].split())
     loadtest = page.run_cell("dev", "loadtest")
     assert loadtest["data-run"] == runs["dev-loadtest"].run_id  # the newer of the two
-    assert "passed" in loadtest["text"] and "target 200 ms" in loadtest["text"]
+    assert "passed" in loadtest["text"] and f"target {TEST_P95_MS} ms" in loadtest["text"]
 
 
 def test_stage_gate_is_open_on_dev_evidence_and_its_own_failure_is_listed(
