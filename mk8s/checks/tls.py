@@ -95,9 +95,8 @@ def assess(
         problems.append(f"chain does not verify against the trust store: {chain_error}")
     issuer_ok = issuer_org is None or facts.issuer_org == issuer_org
     if not issuer_ok:
-        problems.append(
-            f"issued by {facts.issuer_org!r} ({facts.issuer_cn}), expected {issuer_org!r}"
-        )
+        cn = f" ({facts.issuer_cn})" if facts.issuer_cn else ""
+        problems.append(f"issued by {facts.issuer_org!r}{cn}, expected {issuer_org!r}")
     host_ok = host_matches(host, facts)
     if not host_ok:
         names = ", ".join(facts.dns_names + facts.ip_addresses) or "none"
@@ -196,4 +195,25 @@ def check(
         issuer_org=issuer_org,
         now=now or datetime.now(UTC),
         min_days=min_days,
+    )
+
+
+def check_environment(
+    env: Environment,
+    *,
+    address: str | None = None,
+    port: int = 443,
+    cafile: Path | None = None,
+    now: datetime | None = None,
+) -> TlsVerdict:
+    """The sample app's certificate as the PRD's TLS criterion states it: chain to the env's
+    issuer, `app.<ingress.domain>` covered, at least 30 days left. `address`: the MetalLB IP to
+    connect to when DNS should not decide (the host name is still sent as SNI)."""
+    return check(
+        f"app.{env.ingress.domain}",
+        port,
+        address=address,
+        cafile=cafile,
+        issuer_org=expected_issuer(env),
+        now=now,
     )

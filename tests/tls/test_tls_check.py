@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from mk8s.checks.tls import TlsVerdict, check, expected_issuer
+from mk8s.checks.tls import TlsVerdict, check, check_environment, expected_issuer
 from mk8s.load import load_environment
 
 HOST = "app.stage.example.com"
@@ -143,3 +143,22 @@ def test_no_server_is_a_failed_verdict_not_an_exception(trust: Path) -> None:
 def test_each_environment_expects_its_own_lets_encrypt_issuer(repo_root: Path) -> None:
     assert expected_issuer(load_environment("stage", repo_root)) == "(STAGING) Let's Encrypt"
     assert expected_issuer(load_environment("prod", repo_root)) == "Let's Encrypt"
+
+
+def test_an_environment_is_checked_against_its_own_issuer(repo_root: Path, tmp_path: Path) -> None:
+    """stage expects Let's Encrypt *staging*: a production-issued certificate is the wrong one."""
+    stage = load_environment("stage", repo_root)
+    staging_ca = trustme.CA(organization_name="(STAGING) Let's Encrypt")
+    prod_ca = trustme.CA(organization_name="Let's Encrypt")
+    bundle = tmp_path / "both.pem"
+    bundle.write_bytes(staging_ca.cert_pem.bytes() + prod_ca.cert_pem.bytes())
+    host = "app.stage.example.com"
+    with tls_server(staging_ca.issue_cert(host)) as port:
+        good = check_environment(stage, address="127.0.0.3", port=port, cafile=bundle)
+    with tls_server(prod_ca.issue_cert(host)) as port:
+        wrong = check_environment(stage, address="127.0.0.3", port=port, cafile=bundle)
+    assert good.ok, good.problems
+    assert wrong.chain_ok and not wrong.issuer_ok
+    assert wrong.problems == (
+        'issued by "Let\'s Encrypt" (None), expected "(STAGING) Let\'s Encrypt"',
+    )
