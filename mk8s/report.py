@@ -23,7 +23,7 @@ from mk8s.errors import UserError
 from mk8s.evidence import REPORTS_DIR, Summary, current_inputs, env_reports, summaries
 from mk8s.gate import decide
 from mk8s.inventory import Environment
-from mk8s.load import INVENTORY_DIR, load_environment
+from mk8s.load import INVENTORY_DIR, load_environment, resolve_env_path
 from mk8s.promote import PROMOTION
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -49,7 +49,7 @@ class EnvView:
     name: str
     after: str | None
     error: str | None
-    gate: str  # "open" | "closed" | "first"
+    gate: str  # "open" | "closed" | "first" | "error" (the inventory does not load)
     gate_reasons: tuple[str, ...]
     conformance: Summary | None
     loadtest: Summary | None
@@ -89,7 +89,12 @@ def build_model(facts: list[EnvFacts], now: datetime) -> ReportModel:
         failed = tuple(
             c.id for run in (conf, load) if run for c in run.criteria if c.status == "failed"
         )
-        gate = "first" if f.gate_reasons is None else ("closed" if f.gate_reasons else "open")
+        if f.error:
+            gate = "error"
+        elif f.gate_reasons is None:
+            gate = "first"
+        else:
+            gate = "closed" if f.gate_reasons else "open"
         views.append(
             EnvView(
                 name=f.name,
@@ -217,7 +222,8 @@ def collect(root: Path = Path(), now: datetime | None = None) -> list[EnvFacts]:
         try:
             env = load_environment(name, root)
         except UserError as exc:
-            facts.append(EnvFacts(name, None, exc.lines[0], runs, None))
+            error = f"{resolve_env_path(name, root).relative_to(root)}: {'; '.join(exc.lines)}"
+            facts.append(EnvFacts(name, None, error, runs, None))
             continue
         prev = env.promotion.after
         reasons: tuple[str, ...] | None = None
@@ -225,7 +231,7 @@ def collect(root: Path = Path(), now: datetime | None = None) -> list[EnvFacts]:
             try:
                 inputs = current_inputs(prev, root)
             except UserError as exc:
-                reasons = (exc.lines[0],)
+                reasons = (f"cannot compute {prev}'s current inputs: {exc.lines[0]}",)
             else:
                 decision = decide(
                     env,
