@@ -36,6 +36,8 @@ STEPS = [
     "nox -s conformance -- --env stage",
 ]
 
+pytestmark = pytest.mark.slow  # real nginx / Locust / Chromium processes
+
 
 class RecordingRunner:
     """Stands in for the shell: records each command, fails the one it is told to."""

@@ -34,6 +34,8 @@ from tests.loadtests.stack import backend, nginx, nginx_binary
 
 SHORT = LoadProfile(users=5, spawn_rate=5, duration_s=3, target_rps=25)
 
+pytestmark = pytest.mark.slow  # real nginx / Locust / Chromium processes
+
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:

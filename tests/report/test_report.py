@@ -38,6 +38,8 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 
+pytestmark = pytest.mark.slow  # real nginx / Locust / Chromium processes
+
 
 def chromium() -> str:
     found = os.environ.get("MK8S_CHROMIUM") or shutil.which("chromium")
