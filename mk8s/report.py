@@ -20,11 +20,10 @@ from jinja2 import FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from mk8s.errors import UserError
-from mk8s.evidence import REPORTS_DIR, Summary, current_inputs, env_reports, summaries
-from mk8s.gate import decide
+from mk8s.evidence import REPORTS_DIR, Summary, env_reports, summaries
 from mk8s.inventory import Environment
 from mk8s.load import INVENTORY_DIR, load_environment, resolve_env_path
-from mk8s.promote import PROMOTION
+from mk8s.promote import PROMOTION, gate
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT_HTML = "index.html"
@@ -225,22 +224,13 @@ def collect(root: Path = Path(), now: datetime | None = None) -> list[EnvFacts]:
             error = f"{resolve_env_path(name, root).relative_to(root)}: {'; '.join(exc.lines)}"
             facts.append(EnvFacts(name, None, error, runs, None))
             continue
-        prev = env.promotion.after
         reasons: tuple[str, ...] | None = None
-        if prev is not None:
+        if env.promotion.after is not None:
+            # Exactly the decision `invoke promote NAME` would take now.
             try:
-                inputs = current_inputs(prev, root)
+                reasons = gate(name, root, now).reasons
             except UserError as exc:
-                reasons = (f"cannot compute {prev}'s current inputs: {exc.lines[0]}",)
-            else:
-                decision = decide(
-                    env,
-                    conformance=_latest(tuple(summaries(prev, root)), "conformance"),
-                    loadtest=_latest(tuple(summaries(prev, root)), "loadtest"),
-                    inputs_now=inputs,
-                    now=now,
-                )
-                reasons = decision.reasons
+                reasons = exc.lines
         facts.append(EnvFacts(name, env, None, runs, reasons, last_promotion(name, root)))
     return facts
 

@@ -21,7 +21,7 @@ def test_a_broken_inventory_is_shown_not_fatal(tmp_path: Path) -> None:
     prod = next(e for e in model.envs if e.name == "prod")
     assert prod.gate == "closed"
     assert prod.gate_reasons == (
-        "cannot compute stage's current inputs: proxmox: required field is missing",
+        "prod: promotion.after names 'stage', but: proxmox: required field is missing",
     )
     assert "inventory error" in render(model)
 
