@@ -98,14 +98,28 @@ def nginx(
     workdir: Path,
     ip: str = "127.0.0.2",
     static: str | None = None,
+    tls: tuple[bytes, bytes] | None = None,
 ) -> Iterator[Nginx]:
     """Real nginx on `ip` proxying to `upstream` with the rendered per-IP limit.
 
     `static`: a path nginx answers itself (benchmarks measure the load generator there).
+    `tls`: (certificate chain PEM, key PEM) to serve HTTPS, as the cluster's ingress does.
     """
     port = free_port(ip)
     workdir.mkdir(parents=True, exist_ok=True)
     conf = nginx_conf(limit, listen=f"{ip}:{port}", upstream=upstream, prefix=workdir)
+    scheme = "http"
+    if tls:
+        scheme = "https"
+        (workdir / "tls.crt").write_bytes(tls[0])
+        (workdir / "tls.key").write_bytes(tls[1])
+        conf = conf.replace(
+            f"        listen {ip}:{port};\n",
+            f"        listen {ip}:{port} ssl;\n"
+            f"        ssl_certificate {workdir / 'tls.crt'};\n"
+            f"        ssl_certificate_key {workdir / 'tls.key'};\n",
+        )
+        assert " ssl;" in conf
     if static:
         marker = "        location / {"
         conf = conf.replace(marker, f'        location = {static} {{ return 200 "ok"; }}\n{marker}')
@@ -125,6 +139,6 @@ def nginx(
     )
     try:
         wait_listening(ip, port, proc, "nginx")
-        yield Nginx(f"http://{ip}:{port}", conf)
+        yield Nginx(f"{scheme}://{ip}:{port}", conf)
     finally:
         stop(proc)

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import trustme
 
 from mk8s.evidence import SUMMARY, read_summary
 from mk8s.inventory import RateLimit, Slo
@@ -73,6 +74,24 @@ def test_a_healthy_app_behind_the_stage_limit_passes_the_slo_and_the_rate_limit_
     stats = parse_stats((run_dir / "locust_stats.csv").read_text())
     assert stats.requests >= 40 and stats.failures == 0
     assert read_summary(run_dir / SUMMARY) == summary
+
+
+def test_https_like_the_real_ingress_is_loaded_without_judging_the_certificate(
+    root: Path, tmp_path: Path
+) -> None:
+    """The default host is https://app.<domain> with a staging certificate no store trusts:
+    Locust and the probes load it anyway (the TLS check judges certificates, not the load test)."""
+    leaf = trustme.CA().issue_cert("app.stage.example.com")
+    tls = (b"".join(b.bytes() for b in leaf.cert_chain_pems), leaf.private_key_pem.bytes())
+    stage = load_environment("stage", root)
+    with (
+        backend() as upstream,
+        nginx(upstream, stage.ingress.rate_limit, tmp_path / "ngx", tls=tls) as n,
+    ):
+        assert n.url.startswith("https://")
+        _, summary = run_loadtest("stage", host=n.url, root=root, profile=SHORT)
+    assert summary.passed, summary.criteria
+    assert statuses(summary.criteria)["loadtest.rate_limit_above"] == "passed"
 
 
 def test_injected_latency_fails_the_slo_gate(root: Path, tmp_path: Path) -> None:
