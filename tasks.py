@@ -6,6 +6,7 @@ Run `invoke --list` for the commands; DESIGN.md and README.md describe the phase
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from invoke.context import Context
@@ -15,9 +16,15 @@ from mk8s import cluster, kustomize
 from mk8s.build import build_dir, write_plan
 from mk8s.cli import user_errors
 from mk8s.console import console, plan_tables, print_changes
+from mk8s.errors import OperationFailedError, UserError
+from mk8s.evidence import criterion_line
 from mk8s.load import load_environment
+from mk8s.loadtest import LoadProfile
+from mk8s.loadtest import run as run_loadtest
 from mk8s.plan import build_plan
+from mk8s.promote import promote as promote_env
 from mk8s.render import manifests
+from mk8s.report import write_report
 from mk8s.secrets import load_secrets_file
 
 ENV_HELP = {"env": "environment name (inventory/NAME.yaml) or path to an inventory YAML file"}
@@ -87,3 +94,44 @@ def deploy(
         if dry_run
         else f"{environment.name}: deployed; sample app at https://{manifests.app_host(environment)}/"
     )
+
+
+# --- evidence: load tests, report, promotion ---
+
+
+@task(
+    help=ENV_HELP
+    | {
+        "host": "base URL to load (default https://app.<ingress.domain>)",
+        "duration": "override loadtest.duration_s (seconds, 0 = inventory), e.g. for a smoke run",
+    }
+)
+@user_errors
+def loadtest(c: Context, env: str, host: str | None = None, duration: int = 0) -> None:
+    """Locust at the inventory's rate; SLO gate (p95, error rate) and per-IP rate-limit check."""
+    profile = None
+    if duration < 0:
+        raise UserError(f"--duration {duration}: must be a number of seconds > 0")
+    if duration:
+        environment = load_environment(env)
+        profile = replace(LoadProfile.of(environment), duration_s=duration)
+    run_dir, summary = run_loadtest(env, host=host, profile=profile)
+    for criterion in summary.criteria:
+        console.print(criterion_line(criterion), soft_wrap=True, markup=False)
+    console.print(f"evidence: {run_dir}")
+    if not summary.passed:
+        raise OperationFailedError(f"{summary.env}: load test failed (run {summary.run_id})")
+
+
+@task
+@user_errors
+def report(c: Context) -> None:
+    """Render reports/index.html: every environment, its latest runs, gate state, p95 chart."""
+    console.print(f"report: {write_report()}")
+
+
+@task(help={"env": "environment to promote into (its promotion.after names the source)"})
+@user_errors
+def promote(c: Context, env: str) -> None:
+    """Build ENV only on fresh green evidence of the previous environment; no override."""
+    promote_env(env, echo=lambda line: console.print(line, soft_wrap=True, markup=False))
