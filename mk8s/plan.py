@@ -13,11 +13,11 @@ from typing import Any
 
 from mk8s.inventory import Environment
 from mk8s.plan_types import Artifact
-from mk8s.render import cloudinit, terraform
+from mk8s.render import cloudinit, launchconfig, terraform
 
 Renderer = Callable[[Environment], list[Artifact]]
 
-RENDERERS: tuple[Renderer, ...] = (terraform.render, cloudinit.render)
+RENDERERS: tuple[Renderer, ...] = (terraform.render, cloudinit.render, launchconfig.render)
 
 PLAN_JSON = "plan.json"
 
