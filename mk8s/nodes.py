@@ -128,6 +128,47 @@ class GuestAgentHostKeys:
         return parse_public_key(content, node.name)
 
 
+class ProxmoxHostKeys:
+    """`GuestAgentHostKeys` on a proxmoxer client built from the inventory and the token in
+    the environment, created only when a key must actually be pinned (re-runs with every key
+    pinned need no Proxmox credentials)."""
+
+    def __init__(self, env: Environment, environ: Mapping[str, str] | None = None) -> None:
+        self._env = env
+        self._environ = os.environ if environ is None else environ
+        self._source: GuestAgentHostKeys | None = None
+
+    def host_key(self, node: NodeSpec) -> str:
+        if self._source is None:
+            self._source = GuestAgentHostKeys(self._api())
+        return self._source.host_key(node)
+
+    def _api(self) -> Any:
+        from urllib.parse import urlsplit
+
+        from proxmoxer import ProxmoxAPI
+
+        pve = self._env.proxmox
+        missing = [v for v in (pve.token_id_env, pve.token_secret_env) if not self._environ.get(v)]
+        if missing:
+            raise UserError(
+                f"{', '.join(missing)}: not set; needed once to read the nodes' SSH host keys "
+                "through the Proxmox guest agent"
+            )
+        user, _, token_name = self._environ[pve.token_id_env].partition("!")
+        url = urlsplit(pve.endpoint)
+        verify: bool | str = pve.ca_bundle or pve.verify_tls
+        return ProxmoxAPI(
+            url.hostname,
+            port=url.port or 8006,
+            user=user,
+            token_name=token_name,
+            token_value=self._environ[pve.token_secret_env],
+            verify_ssl=verify,
+            service="PVE",
+        )
+
+
 def parse_public_key(text: str, where: str) -> str:
     parts = text.split()
     if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-")):
@@ -548,12 +589,14 @@ class Bootstrap:
     def join_with_retries(self, join: Join) -> None:
         name = join.node.name
         last = "(no output)"
+        current: Join | None = join
         for attempt in range(1, self.settings.join_attempts + 1):
             try:
-                statuses = self.statuses()
-                current = formation.next_join(self.env, statuses)
-                if current is None or current.node != join.node:
-                    return  # the previous attempt did join after all
+                if attempt > 1:  # facts again: the last attempt may have half-joined (#3694)
+                    current = formation.next_join(self.env, self.statuses())
+                    if current is None or current.node != join.node:
+                        return  # the previous attempt did join after all
+                assert current is not None
                 last = self.join_once(current)
                 if last == "":
                     return

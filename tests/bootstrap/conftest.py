@@ -32,7 +32,9 @@ DOUBLES_BIN = ROOT / "tests" / "support" / "doubles" / "bin"
 NAMES = ("lab-k8s-1", "lab-k8s-2", "lab-k8s-3")
 
 
-def lab_environment(cluster: SshdCluster, names: tuple[str, ...] = NAMES, **over: Any) -> Environment:
+def lab_environment(
+    cluster: SshdCluster, names: tuple[str, ...] = NAMES, **over: Any
+) -> Environment:
     """dev.yaml, moved onto the sshd addresses (subnet 127.0.X.0/24)."""
     data = yaml.safe_load((ROOT / "inventory" / "dev.yaml").read_text())
     first = cluster.nodes[names[0]].host
@@ -122,7 +124,9 @@ class Lab:
         return [e["argv"] for e in self.journal()[mark:]]
 
 
-def make_lab(sshd_factory: SshdFactory, tmp_path: Path, names: tuple[str, ...] = NAMES, **over: Any) -> Lab:
+def make_lab(
+    sshd_factory: SshdFactory, tmp_path: Path, names: tuple[str, ...] = NAMES, **over: Any
+) -> Lab:
     state = tmp_path / "double-state"
     cluster = sshd_factory(
         names,

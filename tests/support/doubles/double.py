@@ -35,12 +35,19 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ROOT = Path(os.environ.get("MK8S_DOUBLE_STATE", "/nonexistent"))
 VERSION = "v1.33.5"
 REVISION = "8205"
 CLUSTER_AGENT_PORT = 25000
+
+
+def _site() -> None:
+    """The wrappers start Python with -S (each command is a process: startup time counts);
+    the few commands that need site-packages (yaml, cryptography) load it on demand."""
+    import site
+
+    site.main()
+
 
 # --- state ---------------------------------------------------------------------------------
 
@@ -67,6 +74,7 @@ def node_dir(name: str, root: Path = ROOT) -> Path:
 
 def _write_cert(root: Path, name: str, ips: list[str]) -> None:
     """A real self-signed server certificate with these IP SANs (what `server.crt` holds)."""
+    _site()
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -122,6 +130,9 @@ def install(state: dict[str, Any], root: Path, name: str, channel: str) -> None:
     state directory stands in for /etc); its add-ons run on install; extraSANs go into the
     server certificate.
     """
+    _site()
+    import yaml
+
     node = state["nodes"][name]
     lc_path = node_dir(name, root) / "microk8s.yaml"
     lc = yaml.safe_load(lc_path.read_text()) if lc_path.exists() else {"addons": [{"name": "dns"}]}
