@@ -664,7 +664,8 @@ class Bootstrap:
     def enable_addons(self) -> None:
         first = self.first.name
         status = self.status(first)
-        for argv in formation.addon_commands(self.env, status):
+        commands = formation.addon_commands(self.env, status)
+        for argv in commands:
             cmd = shlex.join(argv)
             if self.dry_run:
                 self.plan(first, cmd)
@@ -675,12 +676,11 @@ class Bootstrap:
                     f"{first}: `{cmd}` failed (exit {res.code}): {self.last_output(res)}"
                 )
             self.change(first, f"enabled {argv[-1]}")
-        missing = [
-            n
-            for n in formation.wanted_addons(self.env)
-            if n not in self.status(first).enabled_addons
-        ]
-        if missing and not self.dry_run:
+        if self.dry_run or not commands:
+            return
+        enabled = self.status(first).enabled_addons  # once more: did they really come up?
+        missing = [n for n in formation.wanted_addons(self.env) if n not in enabled]
+        if missing:
             raise OperationFailedError(f"{first}: add-ons still not enabled: {', '.join(missing)}")
 
     def cert_ips(self, name: str) -> list[str]:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from mk8s import nodes
+from mk8s import formation, nodes
 from mk8s.inventory import Environment, NodeSpec
 from mk8s.load import parse_inventory
 from mk8s.render import launchconfig
@@ -149,4 +149,18 @@ def make_lab(
 
 @pytest.fixture
 def lab(sshd_factory: SshdFactory, tmp_path: Path) -> Iterator[Lab]:
+    """Three nodes as cloud-init leaves them: MicroK8s installed, not clustered."""
     yield make_lab(sshd_factory, tmp_path)
+
+
+@pytest.fixture
+def formed_lab(sshd_factory: SshdFactory, tmp_path: Path) -> Iterator[Lab]:
+    """Three nodes already formed into an HA cluster with the env's add-ons (no SSH run yet:
+    host keys are not pinned and no kubeconfig is written)."""
+    lab = make_lab(sshd_factory, tmp_path)
+    addons = {
+        formation.addon_argument(lab.env, n).split(":")[0]: []
+        for n in formation.wanted_addons(lab.env)
+    }
+    double.form(lab.state, [n.name for n in lab.env.nodes], addons)
+    yield lab

@@ -93,7 +93,8 @@ def test_a_node_that_keeps_failing_to_join_fails_naming_it_and_microk8s_output(l
     assert len(joins) == 1 + 3  # node 2 once, node 3 three times with backoff
 
 
-def test_changed_host_key_is_refused(lab: Lab) -> None:
+def test_changed_host_key_is_refused(formed_lab: Lab) -> None:
+    lab = formed_lab
     lab.bootstrap()
     second = lab.env.nodes[1].name
     lab.cluster.rotate_host_key(second)
@@ -103,7 +104,8 @@ def test_changed_host_key_is_refused(lab: Lab) -> None:
     assert not [e for e in lab.journal()[mark:] if e["node"] == second]
 
 
-def test_nothing_is_trusted_on_first_use(lab: Lab) -> None:
+def test_nothing_is_trusted_on_first_use(formed_lab: Lab) -> None:
+    lab = formed_lab
     lab.bootstrap(dry_run=True)
     assert lab.host_keys.asked == []  # a dry run pins nothing
     lab.bootstrap()
@@ -127,15 +129,27 @@ def test_join_token_never_appears_in_output_or_logs(lab: Lab) -> None:
     assert (lab.out / "bootstrap.log").read_text().count("microk8s join") == 2
 
 
-def test_dry_run_prints_actions_and_changes_nothing(lab: Lab) -> None:
-    lab.bootstrap()  # pins keys; then undo one node's join to have something to plan
-    mark = lab.mark()
+def test_dry_run_prints_the_actions_and_changes_nothing(lab: Lab) -> None:
+    (lab.out).mkdir(parents=True)
+    (lab.out / "known_hosts").write_text(lab.cluster.known_hosts())  # pinned earlier
+    double.set_fault(lab.state, lab.env.nodes[2].name)
+    with double.locked(lab.state) as state:
+        state["nodes"][lab.env.nodes[2].name]["held"] = False
     report = lab.bootstrap(dry_run=True)
-    assert report.changes == [] and report.planned == []
-    assert mutations(lab.commands_since(mark)) == []
+    assert report.changes == []
+    assert mutations(lab.commands_since(0)) == []
+    planned = "\n".join(report.planned)
+    assert f"{lab.env.nodes[2].name}: snap refresh --hold microk8s" in planned
+    for node in lab.env.nodes[1:]:
+        assert f"{node.name}: join the cluster of {lab.env.nodes[0].name}" in planned
+    assert f"microk8s enable metallb:{lab.env.network.metallb_range}" in planned
+    assert "kubeconfig" in planned
+    assert "would join the cluster" in lab.outputs[-1]
+    assert not (lab.out / "kubeconfig").exists()
 
 
-def test_node_option_limits_node_local_steps(lab: Lab) -> None:
+def test_node_option_limits_node_local_steps(formed_lab: Lab) -> None:
+    lab = formed_lab
     lab.bootstrap()
     mark = lab.mark()
     lab.bootstrap(only=lab.env.nodes[2].name)
@@ -143,3 +157,47 @@ def test_node_option_limits_node_local_steps(lab: Lab) -> None:
     assert waited == {lab.env.nodes[2].name}
     with pytest.raises(UserError, match="--node nope: not a node of lab"):
         lab.bootstrap(only="nope")
+
+
+def test_an_unheld_snap_is_held_and_nothing_else_changes(formed_lab: Lab) -> None:
+    lab = formed_lab
+    lab.bootstrap()
+    third = lab.env.nodes[2].name
+    with double.locked(lab.state) as state:
+        state["nodes"][third]["held"] = False
+    mark = lab.mark()
+    report = lab.bootstrap()
+    assert report.changes == [f"{third}: held MicroK8s refreshes"]
+    assert mutations(lab.commands_since(mark)) == [["snap", "refresh", "--hold", "microk8s"]]
+
+
+def test_cloud_init_failure_and_shared_machine_ids_name_the_nodes(formed_lab: Lab) -> None:
+    lab = formed_lab
+    one, two, three = (n.name for n in lab.env.nodes)
+    double.set_fault(lab.state, two, cloud_init="error")
+    with pytest.raises(OperationFailedError, match=f"{two}: cloud-init did not finish cleanly"):
+        lab.bootstrap()
+    double.set_fault(lab.state, two, cloud_init="done")
+    (lab.state / three / "machine-id").write_text((lab.state / one / "machine-id").read_text())
+    with pytest.raises(OperationFailedError, match=f"{one}, {three}: share machine-id"):
+        lab.bootstrap()
+
+
+def test_an_api_vip_missing_from_the_certificate_is_added_and_refreshed(formed_lab: Lab) -> None:
+    lab = formed_lab
+    prefix = str(lab.env.nodes[0].ip).rsplit(".", 1)[0]
+    vip = f"{prefix}.5"
+    # The nodes were installed from a launch configuration without the VIP in extraSANs.
+    env = lab.env.model_copy(
+        update={"network": lab.env.network.model_copy(update={"api_vip": vip})}
+    )
+    report = lab.bootstrap(env)
+    for node in lab.env.nodes:
+        assert f"{node.name}: API certificate now covers {vip}" in report.changes
+        assert (
+            f"IP.3 = {vip}" in (lab.state / node.name / "certs" / "csr.conf.template").read_text()
+        )
+    assert f"server: https://{vip}:16443" in (lab.out / "kubeconfig").read_text()
+    mark = lab.mark()
+    assert lab.bootstrap(env).changes == []
+    assert mutations(lab.commands_since(mark)) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -60,10 +61,11 @@ def test_stop_ends_listener_and_open_sessions(sshd_factory: SshdFactory, tmp_pat
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(100):
-            if cluster.drop_connections("a") or session.poll() is not None:
+        for _ in range(200):  # until the remote command runs
+            if "sleep" in cluster.session_commands("a") or session.poll() is not None:
                 break
-            subprocess.run(["sleep", "0.05"], check=True)
+            time.sleep(0.05)
+        assert cluster.drop_connections("a") > 0
         assert session.wait(timeout=10) != 0  # the link dropped under it
     finally:
         session.kill()

@@ -337,9 +337,29 @@ class SshdCluster:
         node = self.nodes[name]
         if node.process is None:
             return 0
-        sessions = _children(node.process.pid)
-        _kill(sessions)
-        return len(sessions)
+        # The whole tree: with privilege separation the process holding the socket is a
+        # grandchild of the listener, and killing only the child leaves the link up.
+        # Repeat until none is left: a session may be forking while we look.
+        killed: set[int] = set()
+        for _ in range(50):
+            sessions = _descendants(node.process.pid)
+            if not sessions:
+                break
+            _kill(sessions)
+            killed.update(sessions)
+            time.sleep(0.02)
+        return len(killed)
+
+    def session_commands(self, name: str) -> list[str]:
+        """Command names of the processes running in node `name`'s sessions."""
+        node = self.nodes[name]
+        if node.process is None:
+            return []
+        names = []
+        for pid in _descendants(node.process.pid):
+            with contextlib.suppress(OSError):
+                names.append(Path(f"/proc/{pid}/comm").read_text().strip())
+        return names
 
 
 class SshdFactory:

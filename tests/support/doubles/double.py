@@ -170,6 +170,22 @@ def seed(
             state["nodes"][name]["held"] = held
 
 
+def form(root: Path, names: list[str], addons: Mapping[str, list[str]]) -> None:
+    """Test shortcut: the state a finished bootstrap leaves (all joined, 3 voters, add-ons on),
+    for tests whose subject is not formation itself."""
+    with locked(root) as state:
+        first = state["nodes"][names[0]]
+        cluster = state["clusters"][first["cluster"]]
+        for i, name in enumerate(names[1:], start=1):
+            node = state["nodes"][name]
+            state["clusters"].pop(node["cluster"], None)
+            node["cluster"] = first["cluster"]
+            role = "voter" if i < 3 else "standby"
+            cluster["members"].append({"ip": node["ip"], "role": role})
+            cluster["k8s_nodes"].append(name)
+        cluster["addons"].update(addons)
+
+
 def set_fault(root: Path, name: str, **faults: Any) -> None:
     with locked(root) as state:
         state["nodes"][name]["faults"].update(faults)
