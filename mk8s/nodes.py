@@ -550,7 +550,6 @@ class Bootstrap:
 
     def form_cluster(self) -> None:
         """Joins one node at a time until every node is a member and HA has formed."""
-        joined_any = False
         seen: set[str] = set()
         while True:
             try:
@@ -574,7 +573,6 @@ class Bootstrap:
                 raise OperationFailedError(f"{join.node.name}: still not a member after joining")
             seen.add(join.node.name)
             self.join_with_retries(join)
-            joined_any = True
         first_status = self.status(self.first.name)
         if not formation.ha_formed(self.env, first_status):
             self.progress.step(self.first.name, "waiting until high-availability: yes (3 voters)")
@@ -583,8 +581,7 @@ class Bootstrap:
                 lambda: formation.ha_formed(self.env, self.status(self.first.name)),
                 self.settings.ha_timeout_s,
             )
-        if joined_any or not self.report.changes:
-            self.progress.step(self.first.name, f"cluster formed: {len(self.env.nodes)} nodes, HA")
+        self.progress.step(self.first.name, f"cluster formed: {len(self.env.nodes)} nodes")
 
     def join_with_retries(self, join: Join) -> None:
         name = join.node.name

@@ -377,7 +377,6 @@ def _kill_my_ssh_session() -> None:
         comm = stat[stat.index("(") + 1 : stat.rindex(")")]
         if comm == "sshd":
             os.kill(pid, signal.SIGKILL)
-            time.sleep(5)  # never reached in practice: the session is gone
             return
         pid = int(stat.rsplit(")", 1)[1].split()[1])
 
@@ -428,8 +427,7 @@ def _join(state: dict[str, Any], name: str, argv: list[str]) -> None:
     node["cluster"] = state["nodes"][target]["cluster"] if target else None
     if old and old != node["cluster"]:
         state["clusters"].pop(old, None)
-    cluster["k8s_nodes"].append(name)
-    cluster["addons"] = cluster["addons"]  # add-ons are cluster-wide: the joiner sees them
+    cluster["k8s_nodes"].append(name)  # now a Kubernetes node too (remove-node tells apart)
     out(
         "Waiting for this node to finish joining the cluster. .. .. .. ..",
         "Successfully joined the cluster.",
