@@ -55,6 +55,10 @@ DOCUMENTED_KEYS = frozenset(
         "extraMicroK8sClusterAgentEnv",
         "extraMicroK8sAPIServerProxyArgs",
         "extraMicroK8sAPIServerProxyEnv",
+        "extraEtcdArgs",
+        "extraEtcdEnv",
+        "extraFlanneldArgs",
+        "extraFlanneldEnv",
         "extraConfigFiles",
         "persistentClusterToken",
         "join",
@@ -111,13 +115,15 @@ def launch_config(env: Environment, node: NodeSpec) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "version": VERSION,
         "extraSANs": sans(env),
+        # map[string]*string in schema.go: every value a string.
         "extraCNIEnv": {
-            "IPv4_SUPPORT": True,
+            "IPv4_SUPPORT": "true",
             "IPv4_CLUSTER_CIDR": str(net.pod_cidr),
             "IPv4_SERVICE_CIDR": str(net.service_cidr),
-            "CALICO_VETH_MTU": net.mtu - VXLAN_OVERHEAD,
+            "CALICO_VETH_MTU": str(net.mtu - VXLAN_OVERHEAD),
         },
-        # The API server and kube-proxy must agree with the CNI on the CIDRs.
+        # The API server and kube-proxy must agree with the CNI on the CIDRs (same values as
+        # MicroK8s derives from extraCNIEnv; stated so a reader sees them).
         "extraKubeAPIServerArgs": {"--service-cluster-ip-range": str(net.service_cidr)},
         "extraKubeProxyArgs": {"--cluster-cidr": str(net.pod_cidr)},
     }
