@@ -36,6 +36,7 @@ import yaml
 from cryptography import x509
 from fabric import Connection
 from rich.console import Console
+from rich.status import Status
 
 from mk8s import formation
 from mk8s.errors import OperationFailedError, UserError
@@ -377,16 +378,39 @@ def _run_with_stdin(conn: Connection, command: str, stdin: str, timeout: float |
 
 
 class Progress:
-    """Per-node progress lines (rich); thread-safe."""
+    """Per-node progress (rich), thread-safe.
+
+    On a terminal a live status line shows what every node is doing right now, and only
+    results (changes, plans, waits) stay on screen; elsewhere (CI logs, tests) every step is
+    a line of its own.
+    """
 
     def __init__(self, console: Console, redact: Callable[[str], str]) -> None:
         self._console = console
         self._redact = redact
         self._lock = threading.Lock()
+        self._now: dict[str, str] = {}
+        self._live: Status | None = None
 
-    def step(self, node: str, message: str) -> None:
+    def __enter__(self) -> Progress:
+        if self._console.is_terminal:
+            self._live = self._console.status("starting")
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def step(self, node: str, message: str, *, keep: bool = False) -> None:
+        text = self._redact(message)
         with self._lock:
-            self._console.print(f"[bold]{node}[/bold] {self._redact(message)}", soft_wrap=True)
+            self._now[node] = text
+            if self._live is not None:
+                self._live.update(" | ".join(f"[bold]{n}[/bold] {m}" for n, m in self._now.items()))
+            if keep or self._live is None:
+                self._console.print(f"[bold]{node}[/bold] {text}", soft_wrap=True)
 
 
 # --- the bootstrap -----------------------------------------------------------------------
@@ -439,11 +463,11 @@ class Bootstrap:
 
     def change(self, node: str, what: str) -> None:
         self.report.changes.append(f"{node}: {what}")
-        self.progress.step(node, f"[green]changed[/green] {what}")
+        self.progress.step(node, f"[green]changed[/green] {what}", keep=True)
 
     def plan(self, node: str, what: str) -> None:
         self.report.planned.append(f"{node}: {what}")
-        self.progress.step(node, f"[yellow]would[/yellow] {what}")
+        self.progress.step(node, f"[yellow]would[/yellow] {what}", keep=True)
 
     def parallel(self, names: Sequence[str], fn: Callable[[str], T]) -> dict[str, T]:
         """Run `fn` for every node at once; all errors are reported together."""
@@ -482,25 +506,29 @@ class Bootstrap:
     def run(self) -> Report:
         names = list(self.targets)
         local = [self.only] if self.only else names
-        for line in pin_host_keys(
-            self.known_hosts, list(self.targets.values()), self.host_keys, dry_run=self.dry_run
-        ):
-            self.progress.step(line.split(":", 1)[0], line.split(": ", 1)[1])
-        if self.dry_run and not self.known_hosts.exists():
-            self.progress.step(self.env.name, "dry run stops here: no host key is pinned yet")
-            return self.report
-        try:
-            self.parallel(local, self.prepare_node)
-            machine_ids = self.parallel(names, self.machine_id)
-            if problems := formation.distinct_machine_ids(machine_ids):
-                raise OperationFailedError(*problems)
-            self.form_cluster()
-            self.enable_addons()
-            self.ensure_api_certificate()
-            self.write_kubeconfig()
-        finally:
-            for s in self.sessions.values():
-                s.close()
+        with self.progress:
+            for line in pin_host_keys(
+                self.known_hosts, list(self.targets.values()), self.host_keys, dry_run=self.dry_run
+            ):
+                node, _, what = line.partition(": ")
+                self.progress.step(node, what, keep=True)
+            if self.dry_run and not self.known_hosts.exists():
+                self.progress.step(
+                    self.env.name, "dry run stops here: no host key pinned yet", keep=True
+                )
+                return self.report
+            try:
+                self.parallel(local, self.prepare_node)
+                machine_ids = self.parallel(names, self.machine_id)
+                if problems := formation.distinct_machine_ids(machine_ids):
+                    raise OperationFailedError(*problems)
+                self.form_cluster()
+                self.enable_addons()
+                self.ensure_api_certificate()
+                self.write_kubeconfig()
+            finally:
+                for s in self.sessions.values():
+                    s.close()
         return self.report
 
     def prepare_node(self, name: str) -> None:
@@ -579,7 +607,9 @@ class Bootstrap:
             if join is None:
                 break
             if self.only is not None and join.node.name != self.only:
-                self.progress.step(join.node.name, "not joined yet (outside --node); skipped")
+                self.progress.step(
+                    join.node.name, "not joined yet (outside --node); skipped", keep=True
+                )
                 return
             if self.dry_run:
                 pending = [n for n in self.env.nodes[self.env.nodes.index(join.node) :]]
@@ -601,7 +631,9 @@ class Bootstrap:
                 lambda: formation.ha_formed(self.env, self.status(self.first.name)),
                 self.settings.ha_timeout_s,
             )
-        self.progress.step(self.first.name, f"cluster formed: {len(self.env.nodes)} nodes")
+        self.progress.step(
+            self.first.name, f"cluster formed: {len(self.env.nodes)} nodes", keep=True
+        )
 
     def join_with_retries(self, join: Join) -> None:
         name = join.node.name
@@ -623,7 +655,9 @@ class Bootstrap:
                 raise OperationFailedError(str(exc)) from None
             if attempt < self.settings.join_attempts:
                 delay = self.settings.backoff_s * 2 ** (attempt - 1)
-                self.progress.step(name, f"join attempt {attempt} failed; retrying in {delay:.1f}s")
+                self.progress.step(
+                    name, f"join attempt {attempt} failed; retrying in {delay:.1f}s", keep=True
+                )
                 self.sleep(delay)
         raise OperationFailedError(
             f"{name}: did not join after {self.settings.join_attempts} attempts; "
