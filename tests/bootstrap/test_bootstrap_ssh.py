@@ -207,3 +207,20 @@ def test_an_api_vip_missing_from_the_certificate_is_added_and_refreshed(formed_l
     mark = lab.mark()
     assert lab.bootstrap(env).changes == []
     assert mutations(lab.commands_since(mark)) == []
+
+
+def test_a_node_where_cloud_init_never_installed_microk8s_is_installed_then_joined(
+    lab: Lab,
+) -> None:
+    third = lab.env.nodes[2].name
+    with double.locked(lab.state) as state:
+        node = state["nodes"][third]
+        state["clusters"].pop(node["cluster"])
+        node.update(installed=False, held=False, running=False, cluster=None)
+    lab.bootstrap()
+    channel = lab.env.microk8s.channel
+    on_third = [e["argv"] for e in lab.journal() if e["node"] == third]
+    install = ["snap", "install", "microk8s", "--classic", f"--channel={channel}"]
+    assert install in on_third
+    assert on_third.index(install) < on_third.index(["snap", "refresh", "--hold", "microk8s"])
+    assert first_status(lab).voters == 3
