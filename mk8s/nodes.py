@@ -670,7 +670,9 @@ class Bootstrap:
         if join.remove_stale:
             # remove_node.py exits 1 after removing a node unknown to Kubernetes from dqlite:
             # the exit code is not the verdict, the next facts are.
-            self.session(first).run(f"microk8s remove-node {join.node.ip} --force")
+            res = self.session(first).run(f"microk8s remove-node {join.node.ip} --force")
+            if self.status(first).role_of(str(join.node.ip)) is not None:
+                return f"remove-node on {first}: {self.last_output(res)}"
             self.change(first, f"removed stale dqlite entry {join.node.ip} ({name})")
         self.progress.step(name, f"joining {self.first.ip}")
         token = self.add_node_token()
