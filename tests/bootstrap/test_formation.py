@@ -6,6 +6,8 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mk8s import formation
 from mk8s.formation import FactsError, FormationError, Member, NodeStatus
@@ -181,3 +183,31 @@ def test_redact_hides_every_secret() -> None:
     assert formation.redact("join 1.2.3.4:25000/tok/chk", ["tok/chk", "tok"]) == (
         "join 1.2.3.4:25000/***"
     )
+
+
+@given(st.lists(st.sampled_from(["alone", "joined", "half"]), min_size=2, max_size=2))
+def test_next_join_is_always_the_first_node_not_fully_joined(states: list[str]) -> None:
+    """Any mix of joined / half-joined / fresh nodes: the next join is the first one in
+    inventory order that is not fully joined, with stale removal exactly when dqlite lists it."""
+    env = load_environment("dev", root=ROOT)
+    one = str(env.nodes[0].ip)
+    first_members = [Member(one, "voter")]
+    statuses: dict[str, NodeStatus] = {}
+    for node, state in zip(env.nodes[1:], states, strict=True):
+        ip = str(node.ip)
+        if state == "joined":
+            first_members.append(Member(ip, "voter"))
+            statuses[node.name] = NodeStatus(True, (Member(one, "voter"), Member(ip, "voter")))
+        else:
+            if state == "half":
+                first_members.append(Member(ip, "spare"))
+            statuses[node.name] = single(ip)
+    statuses[env.nodes[0].name] = NodeStatus(True, tuple(first_members))
+    join = formation.next_join(env, statuses)
+    pending = [(n, s) for n, s in zip(env.nodes[1:], states, strict=True) if s != "joined"]
+    if not pending:
+        assert join is None
+    else:
+        node, state = pending[0]
+        assert join is not None and join.node == node
+        assert join.remove_stale == (state == "half")

@@ -308,6 +308,7 @@ def _status_yaml(state: dict[str, Any], name: str) -> None:
     for m in cluster["members"]:
         out(f"    - address: {m['ip']}:19001", f"      role: {m['role']}")
     out("addons:")
+    # A few core add-ons always show up (as disabled) so that parsers meet both states.
     for addon in sorted({*cluster["addons"], "dashboard", "metallb", "registry"}):
         status = "enabled" if addon in cluster["addons"] else "disabled"
         out(
@@ -541,8 +542,8 @@ def cmd_microk8s(name: str, argv: list[str]) -> None:
         if not node["installed"]:
             err("microk8s: command not found")
             raise ExitError(127)
-        if verb == "status":
-            _status_yaml(state, name)  # pretty is not modelled: mk8s reads yaml only
+        if verb == "status" and "yaml" in rest:
+            _status_yaml(state, name)
         elif verb == "add-node":
             _add_node(state, name, rest)
         elif verb == "join":
