@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from mk8s import formation
+from mk8s import formation, nodes
 from mk8s.errors import OperationFailedError, UserError
 from tests.bootstrap.conftest import Lab
 from tests.support.doubles import double
@@ -224,3 +226,13 @@ def test_a_node_where_cloud_init_never_installed_microk8s_is_installed_then_join
     assert install in on_third
     assert on_third.index(install) < on_third.index(["snap", "refresh", "--hold", "microk8s"])
     assert first_status(lab).voters == 3
+
+
+def test_a_node_without_a_pinned_key_is_never_contacted(lab: Lab, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    target = nodes.targets_for(lab.env)[lab.env.nodes[0].name]
+    session = nodes.NodeSession(target, lab.settings(), known, nodes.Journal(None))
+    with pytest.raises(UserError, match=r"no pinned host key .* refusing to trust it on first use"):
+        session.run("true")
+    assert lab.journal() == []
