@@ -114,18 +114,49 @@ class GuestAgentHostKeys:
     agent/file-read). The token needs VM.Monitor (PVE 8) / VM.GuestAgent.FileRead (PVE 9).
     """
 
-    def __init__(self, api: Any) -> None:
+    def __init__(
+        self,
+        api: Any,
+        *,
+        attempts: int = 30,
+        pause_s: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._api = api
+        self._attempts = attempts
+        self._pause_s = pause_s
+        self._sleep = sleep
 
     def host_key(self, node: NodeSpec) -> str:
-        answer = (
-            self._api.nodes(node.pve_node)
-            .qemu(node.vmid)
-            .agent("file-read")
-            .get(file=HOST_KEY_PATH)
+        """Retried: right after first boot the agent may not run yet (cloud-init installs it)
+        and the key file may not exist yet (cloud-init's ssh module writes it)."""
+        last = ""
+        for attempt in range(self._attempts):
+            if attempt:
+                self._sleep(self._pause_s)
+            try:
+                answer = (
+                    self._api.nodes(node.pve_node)
+                    .qemu(node.vmid)
+                    .agent("file-read")
+                    .get(file=HOST_KEY_PATH)
+                )
+            except Exception as exc:  # proxmoxer: ResourceException, requests errors
+                last = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                if getattr(exc, "status_code", None) in (401, 403):  # waiting will not help
+                    raise OperationFailedError(
+                        f"{node.name}: Proxmox refused the guest-agent file read ({last}); the "
+                        "token needs VM.GuestAgent.FileRead (PVE 9) or VM.Monitor (PVE 8)"
+                    ) from None
+                continue
+            content = answer.get("content", "") if isinstance(answer, dict) else ""
+            if content.strip():
+                return parse_public_key(content, node.name)
+            last = f"{HOST_KEY_PATH} is empty"
+        raise OperationFailedError(
+            f"{node.name}: cannot read its SSH host key through the guest agent after "
+            f"{self._attempts} attempts ({last}); is qemu-guest-agent running?"
         )
-        content = answer.get("content", "") if isinstance(answer, dict) else ""
-        return parse_public_key(content, node.name)
 
 
 class ProxmoxHostKeys:
@@ -133,14 +164,17 @@ class ProxmoxHostKeys:
     the environment, created only when a key must actually be pinned (re-runs with every key
     pinned need no Proxmox credentials)."""
 
-    def __init__(self, env: Environment, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, env: Environment, environ: Mapping[str, str] | None = None, **retry: Any
+    ) -> None:
         self._env = env
         self._environ = os.environ if environ is None else environ
+        self._retry = retry  # GuestAgentHostKeys' attempts / pause_s / sleep
         self._source: GuestAgentHostKeys | None = None
 
     def host_key(self, node: NodeSpec) -> str:
         if self._source is None:
-            self._source = GuestAgentHostKeys(self._api())
+            self._source = GuestAgentHostKeys(self._api(), **self._retry)
         return self._source.host_key(node)
 
     def _api(self) -> Any:
