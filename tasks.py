@@ -12,7 +12,7 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.tasks import task
 
-from mk8s import cluster, kustomize
+from mk8s import cluster, kustomize, nodes
 from mk8s.build import build_dir, write_plan
 from mk8s.cli import user_errors
 from mk8s.console import console, plan_tables, print_changes
@@ -49,6 +49,37 @@ def plan(c: Context, env: str) -> None:
     out = build_dir(environment.name)
     changes, facts = write_plan(the_plan, out)
     print_changes(changes, facts, str(out))
+
+
+# --- bootstrap ---
+
+
+@task(
+    help={
+        **ENV_HELP,
+        "node": "limit node-local steps (cloud-init wait, install, join) to this node",
+        "dry_run": "read the nodes' state and print the actions; change nothing",
+    }
+)
+@user_errors
+def bootstrap(c: Context, env: str, node: str | None = None, dry_run: bool = False) -> None:
+    """MicroK8s on every node, HA cluster formation, add-ons, kubeconfig; safe to re-run."""
+    environment = load_environment(env)
+    out = build_dir(environment.name)
+    report = nodes.bootstrap(
+        environment,
+        out,
+        nodes.ProxmoxHostKeys(environment),
+        console=console,
+        only=node,
+        dry_run=dry_run,
+    )
+    if dry_run:
+        console.print(f"{environment.name}: dry run, {len(report.planned)} action(s) planned")
+    elif report.changed:
+        console.print(f"{environment.name}: bootstrapped, {len(report.changes)} change(s)")
+    else:
+        console.print(f"{environment.name}: already bootstrapped, nothing changed")
 
 
 # --- deploy ---

@@ -13,11 +13,16 @@ from typing import Any
 
 from mk8s.inventory import Environment
 from mk8s.plan_types import Artifact
-from mk8s.render import cloudinit, manifests, terraform
+from mk8s.render import cloudinit, launchconfig, manifests, terraform
 
 Renderer = Callable[[Environment], list[Artifact]]
 
-RENDERERS: tuple[Renderer, ...] = (terraform.render, cloudinit.render, manifests.render)
+RENDERERS: tuple[Renderer, ...] = (
+    terraform.render,
+    cloudinit.render,
+    launchconfig.render,
+    manifests.render,
+)
 
 PLAN_JSON = "plan.json"
 

@@ -1,20 +1,93 @@
-"""Per-node cloud-init user-data (consumed by the Terraform module as a snippet).
+"""Per-node cloud-init user-data (a `#cloud-config`, uploaded by Terraform as a snippet).
 
-Minimal until the bootstrap renderer replaces it: user, keys, hostname, guest agent.
+Built from bootstrap/cloud-init/base.yaml and the node scripts in bootstrap/scripts/, plus the
+per-node parts: hostname, admin user (keys only), every node in /etc/hosts (joins fail when
+hostnames do not resolve: canonical/microk8s#3152, #3225), the firewall for the environment
+subnet, the MicroK8s launch configuration and the MicroK8s install on the inventory channel.
+
+No secret is rendered: no host private key, no join token. The SSH host key is generated on
+the VM at first boot and read back out of band through the Proxmox guest agent (mk8s.nodes).
+Pure apart from reading the templates shipped in bootstrap/.
 """
 
 from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
 
 import yaml
 
 from mk8s.inventory import Environment, NodeSpec
 from mk8s.plan_types import Artifact
+from mk8s.render import launchconfig
+
+BOOTSTRAP_DIR = Path(__file__).resolve().parents[2] / "bootstrap"
+SCRIPTS_ON_NODE = "/usr/local/sbin"
+_PLACEHOLDER = re.compile(r"\$\{([A-Z_]+)\}")
 
 
-def user_data(env: Environment, node: NodeSpec) -> str:
-    doc = {
+@cache
+def _template(rel: str) -> str:
+    return (BOOTSTRAP_DIR / rel).read_text()
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """Replace `${NAME}` placeholders; every placeholder must have a value (no silent blanks)."""
+    missing = sorted({m for m in _PLACEHOLDER.findall(template) if m not in values})
+    if missing:
+        raise KeyError(f"template placeholders without a value: {', '.join(missing)}")
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def script_values(env: Environment) -> dict[str, str]:
+    net = env.network
+    return {
+        "SUBNET": str(net.subnet),
+        "POD_CIDR": str(net.pod_cidr),
+        "SERVICE_CIDR": str(net.service_cidr),
+        "CHANNEL": env.microk8s.channel,
+        "ADMIN_USER": env.ssh.user,
+    }
+
+
+def etc_hosts(env: Environment) -> str:
+    lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
+    lines += [f"{n.ip} {n.name}.{env.ingress.domain} {n.name}" for n in env.nodes]
+    return "# Managed by mk8s (cloud-init): every node of the cluster.\n" + "\n".join(lines) + "\n"
+
+
+SCRIPTS = ("mk8s-node-prep.sh", "mk8s-firewall.sh", "mk8s-install-microk8s.sh")
+
+
+def user_data_doc(env: Environment, node: NodeSpec) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(_template("cloud-init/base.yaml"))
+    values = script_values(env)
+    files: list[dict[str, Any]] = list(doc.get("write_files", []))
+    files.append({"path": "/etc/hosts", "permissions": "0644", "content": etc_hosts(env)})
+    files.append(
+        {
+            "path": launchconfig.PATH_ON_NODE,
+            "permissions": "0600",
+            "content": launchconfig.text(env, node),
+        }
+    )
+    for script in SCRIPTS:
+        files.append(
+            {
+                "path": f"{SCRIPTS_ON_NODE}/{script}",
+                "permissions": "0755",
+                "content": fill(_template(f"scripts/{script}"), values),
+            }
+        )
+    doc["write_files"] = files
+    doc |= {
         "hostname": node.name,
         "fqdn": f"{node.name}.{env.ingress.domain}",
+        "prefer_fqdn_over_hostname": False,
+        # We own /etc/hosts (above): cloud-init must not rewrite it on every boot.
+        "manage_etc_hosts": False,
         "users": [
             {
                 "name": env.ssh.user,
@@ -25,13 +98,27 @@ def user_data(env: Environment, node: NodeSpec) -> str:
                 "ssh_authorized_keys": list(env.ssh.authorized_keys),
             }
         ],
-        "ssh_pwauth": False,
-        "disable_root": True,
-        "package_update": True,
-        "packages": ["qemu-guest-agent"],
-        "runcmd": [["systemctl", "enable", "--now", "qemu-guest-agent"]],
+        "runcmd": [[f"{SCRIPTS_ON_NODE}/{s}"] for s in SCRIPTS],
     }
-    return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=True, width=1000)
+    return doc
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (files, scripts) as literal blocks, so the snippet stays reviewable."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def user_data(env: Environment, node: NodeSpec) -> str:
+    """The user-data text for one node (also embedded in terraform.tfvars.json)."""
+    doc = user_data_doc(env, node)
+    return "#cloud-config\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=1000)
 
 
 def render(env: Environment) -> list[Artifact]:

@@ -77,6 +77,6 @@ def test_files_of_a_removed_node_are_removed(tmp_path: Path) -> None:
     (tmp_path / "kubeconfig").write_text("not the plan's")
     fewer = four.model_copy(update={"nodes": four.nodes[:2], "ha": False})
     changes, _ = write_plan(build_plan(fewer), tmp_path)
-    assert changes.removed == ("cloud-init/dev-k8s-3.yaml",)
+    assert changes.removed == ("cloud-init/dev-k8s-3.yaml", "launch-config/dev-k8s-3.yaml")
     assert not (tmp_path / "cloud-init" / "dev-k8s-3.yaml").exists()
     assert (tmp_path / "kubeconfig").exists(), "files the plan does not own are left alone"

@@ -1,0 +1,166 @@
+"""Fixtures for the bootstrap tests: a 3-node lab of real sshd's with the command doubles.
+
+`lab` gives an Environment whose node IPs are the sshd addresses (127.0.X.10-12), the nodes
+as cloud-init leaves them (MicroK8s installed from each node's rendered launch
+configuration, held), and `lab.bootstrap(...)` running mk8s.nodes against them.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from rich.console import Console
+
+from mk8s import formation, nodes
+from mk8s.inventory import Environment, NodeSpec
+from mk8s.load import parse_inventory
+from mk8s.render import launchconfig
+from tests.support.doubles import double
+from tests.support.sshd import SshdCluster, SshdFactory, sshd_factory
+
+__all__ = ["sshd_factory"]
+
+ROOT = Path(__file__).resolve().parents[2]
+DOUBLES_BIN = ROOT / "tests" / "support" / "doubles" / "bin"
+NAMES = ("lab-k8s-1", "lab-k8s-2", "lab-k8s-3")
+
+
+def lab_environment(
+    cluster: SshdCluster, names: tuple[str, ...] = NAMES, **over: Any
+) -> Environment:
+    """dev.yaml, moved onto the sshd addresses (subnet 127.0.X.0/24)."""
+    data = yaml.safe_load((ROOT / "inventory" / "dev.yaml").read_text())
+    first = cluster.nodes[names[0]].host
+    prefix = first.rsplit(".", 1)[0]
+    data["name"] = "lab"
+    data["tier"] = over.pop("tier", "dev")
+    data["network"].update(
+        subnet=f"{prefix}.0/24",
+        gateway=f"{prefix}.1",
+        dns_servers=[f"{prefix}.1"],
+        metallb_range=f"{prefix}.50-{prefix}.69",
+    )
+    data["network"].update(over.pop("network", {}))
+    data["nodes"] = [
+        {"name": n, "vmid": 1101 + i, "ip": cluster.nodes[n].host, "pve_node": f"pve{i + 1}"}
+        for i, n in enumerate(names)
+    ]
+    data["ssh"].update(user="root", port=cluster.nodes[names[0]].port)
+    data.update(over)
+    return parse_inventory(yaml.safe_dump(data), source="lab")
+
+
+class FixtureHostKeys:
+    """Stands in for the guest agent: the key the VM really has, read without SSH."""
+
+    def __init__(self, cluster: SshdCluster) -> None:
+        self.cluster = cluster
+        self.asked: list[str] = []
+
+    def host_key(self, node: NodeSpec) -> str:
+        self.asked.append(node.name)
+        return self.cluster.nodes[node.name].host_public_key
+
+
+@dataclass
+class Lab:
+    cluster: SshdCluster
+    env: Environment
+    state: Path
+    out: Path
+    host_keys: FixtureHostKeys
+    outputs: list[str] = field(default_factory=list)
+
+    def settings(self, **over: Any) -> nodes.Settings:
+        per_node = f"{self.state}/$SSHD_NODE"
+        values: dict[str, Any] = {
+            "user": "root",
+            "key_file": str(self.cluster.client_key),
+            "paths": nodes.NodePaths(
+                machine_id=f"{per_node}/machine-id",
+                server_cert=f"{per_node}/certs/server.crt",
+                csr_template=f"{per_node}/certs/csr.conf.template",
+            ),
+            "poll_s": 0.02,
+            "backoff_s": 0.02,
+            "join_attempts": 3,
+            "ha_timeout_s": 20,
+            "wait_timeout_s": 60,
+        }
+        values.update(over)
+        return nodes.Settings(**values)
+
+    def bootstrap(self, env: Environment | None = None, **kwargs: Any) -> nodes.Report:
+        """Run mk8s.nodes.bootstrap; its console output is kept in `outputs` (also on error)."""
+        buf = io.StringIO()
+        console = Console(file=buf, width=200, color_system=None)
+        settings = kwargs.pop("settings", None) or self.settings()
+        try:
+            return nodes.bootstrap(
+                env or self.env,
+                self.out,
+                self.host_keys,
+                console=console,
+                settings=settings,
+                **kwargs,
+            )
+        finally:
+            self.outputs.append(buf.getvalue())
+
+    def journal(self) -> list[dict[str, Any]]:
+        return double.journal(self.state)
+
+    def mark(self) -> int:
+        return len(self.journal())
+
+    def commands_since(self, mark: int) -> list[list[str]]:
+        return [e["argv"] for e in self.journal()[mark:]]
+
+
+def make_lab(
+    sshd_factory: SshdFactory, tmp_path: Path, names: tuple[str, ...] = NAMES, **over: Any
+) -> Lab:
+    state = tmp_path / "double-state"
+    cluster = sshd_factory(
+        names,
+        path_dirs=[DOUBLES_BIN],
+        env={"MK8S_DOUBLE_STATE": str(state), "MK8S_DOUBLE_PYTHON": sys.executable},
+    )
+    env = lab_environment(cluster, names, **over)
+    double.seed(
+        state,
+        {n.name: str(n.ip) for n in env.nodes},
+        {n.name: launchconfig.text(env, n) for n in env.nodes},
+        channel=env.microk8s.channel,
+    )
+    for n in env.nodes:  # what MicroK8s ships in certs/ (csr.conf.template, trimmed)
+        (state / n.name / "certs" / "csr.conf.template").write_text(
+            "[ alt_names ]\nDNS.1 = kubernetes\nIP.1 = 127.0.0.1\nIP.2 = 10.152.183.1\n#MOREIPS\n"
+        )
+    return Lab(cluster, env, state, tmp_path / "build" / "lab", FixtureHostKeys(cluster))
+
+
+@pytest.fixture
+def lab(sshd_factory: SshdFactory, tmp_path: Path) -> Iterator[Lab]:
+    """Three nodes as cloud-init leaves them: MicroK8s installed, not clustered."""
+    yield make_lab(sshd_factory, tmp_path)
+
+
+@pytest.fixture
+def formed_lab(sshd_factory: SshdFactory, tmp_path: Path) -> Iterator[Lab]:
+    """Three nodes already formed into an HA cluster with the env's add-ons (no SSH run yet:
+    host keys are not pinned and no kubeconfig is written)."""
+    lab = make_lab(sshd_factory, tmp_path)
+    addons = {
+        formation.addon_argument(lab.env, n).split(":")[0]: []
+        for n in formation.wanted_addons(lab.env)
+    }
+    double.form(lab.state, [n.name for n in lab.env.nodes], addons)
+    yield lab
