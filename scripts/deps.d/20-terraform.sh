@@ -54,7 +54,7 @@ for registry in registry.terraform.io registry.opentofu.org; do
 done
 
 cat > "$TFDIR/cli.tfrc.tmp" <<CONF
-# Written by scripts/deps.d/20-terraform.sh: providers come from the local mirror only.
+# Written by mk8s: providers come from the local mirror only.
 provider_installation {
   filesystem_mirror {
     path    = "$MIRROR"

@@ -150,9 +150,7 @@ def _interfaces(config: dict[str, Any]) -> list[dict[str, Any]]:
             {"ip-address": ip.group(1), "ip-address-type": "ipv4", "prefix": int(ip.group(2))}
         )
     octets = [int(x, 16) for x in eth0["hardware-address"].split(":")]
-    slaac = "2001:db8::{:x}:{:x}ff:fe{:x}:{:x}".format(
-        (octets[0] ^ 2) << 8 | octets[1], octets[2], octets[3], octets[4] << 8 | octets[5]
-    )
+    slaac = f"2001:db8::{(octets[0] ^ 2) << 8 | octets[1]:x}:{octets[2]:x}ff:fe{octets[3]:x}:{octets[4] << 8 | octets[5]:x}"
     eth0["ip-addresses"].append({"ip-address": slaac, "ip-address-type": "ipv6", "prefix": 64})
     lo = {
         "name": "lo",
@@ -162,7 +160,9 @@ def _interfaces(config: dict[str, Any]) -> list[dict[str, Any]]:
     return [lo, eth0]
 
 
-def seed_lab(pve: LabPve, snippets_dir: Path, *, nodes: tuple[str, ...] = ("pve1", "pve2", "pve3")) -> None:
+def seed_lab(
+    pve: LabPve, snippets_dir: Path, *, nodes: tuple[str, ...] = ("pve1", "pve2", "pve3")
+) -> None:
     """The cluster a lab inventory expects: three nodes, shared VM storage, a template."""
     for node in nodes:
         pve.add_node(node)
