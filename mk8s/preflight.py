@@ -213,7 +213,8 @@ def identity_checks(env: Environment, facts: ClusterFacts) -> list[Check]:
         else:
             out.append(Check(label, True, f"ours ({vm.status} on {vm.node})"))
     for vm in facts.vms:
-        if vm.template or vm.vmid in {n.vmid for n in env.nodes}:
+        # Our own VMs (tagged for this env) may hold our names/IPs: Terraform decides about them.
+        if vm.template or vm.vmid in {n.vmid for n in env.nodes} or is_ours(vm, env):
             continue
         if vm.name in ours:
             out.append(

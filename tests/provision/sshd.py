@@ -73,7 +73,7 @@ def local_sshd(workdir: Path, addresses: Sequence[tuple[str, int]]) -> Iterator[
         "UsePAM no",
         "StrictModes no",
         "Subsystem sftp internal-sftp",
-        "LogLevel ERROR",
+        f"LogLevel {os.environ.get('MK8S_TEST_SSHD_LOGLEVEL', 'ERROR')}",
         *(f"ListenAddress {host}:{port}" for host, port in addresses),
     ]
     config = workdir / "sshd_config"
@@ -88,6 +88,10 @@ def local_sshd(workdir: Path, addresses: Sequence[tuple[str, int]]) -> Iterator[
                 err = proc.stderr.read().decode() if proc.stderr else ""
                 raise RuntimeError(f"sshd exited: {err.strip()}")
             _wait_listening(host, port, deadline)
+        time.sleep(0.2)
+        if proc.poll() is not None:  # something else answered: a stale sshd on our addresses
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"sshd exited: {err.strip()}")
         yield LocalSshd(getpass.getuser(), client_key, public, tuple(addresses))
     finally:
         proc.terminate()

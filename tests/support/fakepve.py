@@ -8,7 +8,8 @@ outside the API on a real PVE host, and `LabPve` adds them through fakepve's ext
 * Snippets: the provider uploads snippet files over SSH (`tee` into `<storage path>/snippets/`,
   provider source proxmox/ssh/client.go) because PVE's upload API refuses `snippets`. The
   fixture points the storage `path` at a temporary directory that a real local sshd writes to,
-  and `_volumes` lists the files found there, as PVE lists a directory storage.
+  and `_volumes` lists the files found there, as PVE lists a directory storage;
+  `_content_delete` removes the file, as PVE does.
 * Typed config: PVE answers `GET .../config` with integers for integer options (`cores: 4`);
   fakepve keeps form-encoded writes as the strings it received, which the provider cannot
   decode ("cannot unmarshal string into ... cores of type int64"). `_apply_config` converts
@@ -17,6 +18,15 @@ outside the API on a real PVE host, and `LabPve` adds them through fakepve's ext
   so a clone would keep the template's disk size and every plan would want to grow it again.
   `_routes_lab` (fakepve registers every `_routes_*` method's routes) serves it as PVE does:
   a `qmresize` task that takes the config lock and sets the drive's new size.
+* Trailing slash: the provider deletes a VM with `DELETE /nodes/N/qemu/ID/?purge=1...`
+  (note the slash: `ExpandPath("")`). PVE's router ignores it; fakepve's route for the VM has
+  no slash, so the request falls through to the generic schema endpoint, which answers with a
+  task and deletes nothing, and `terraform destroy` waits for ever. `_register_stateful` also
+  serves the slashed path with fakepve's own destroy handler.
+* Slow tasks: `slow_tasks` (task type -> PVE seconds, e.g. {"qmclone": 30}) makes those
+  tasks run that long before their work, so clients must poll them; with a non-zero
+  `time_scale` they really take time. (fakepve has per-VM start/stop durations, but none for
+  clones of VMs that do not exist yet.)
 * The guest agent: a real guest runs cloud-init and qemu-guest-agent. `_agent_call` gives a
   running VM with `agent: 1` an agent that reports the address of its `ipconfig0`, as the
   booted guest would. The provider waits until the agent reports a *global unicast* address
@@ -48,6 +58,21 @@ START_TIMEOUT = 30
 class LabPve(FakePve):  # type: ignore[misc]
     """A FakePve whose directory storages list real snippet files and whose guests boot."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.slow_tasks: dict[str, float] = {}
+
+    async def task(self, node: str, ttype: str, tid: Any, user: str, body: Any, **kw: Any) -> Any:
+        secs = self.slow_tasks.get(ttype, 0)
+        if not secs:
+            return await super().task(node, ttype, tid, user, body, **kw)
+
+        async def slow_body() -> Any:
+            await self.pause(secs)
+            return await body()
+
+        return await super().task(node, ttype, tid, user, slow_body, **kw)
+
     def _volumes(self, name: str) -> dict[str, Any]:
         out: dict[str, Any] = super()._volumes(name)
         store = self.storages[name]
@@ -62,6 +87,16 @@ class LabPve(FakePve):  # type: ignore[misc]
                     "ctime": int(stat.st_mtime),
                 }
         return out
+
+    def _register_stateful(self, router: Any, prefixes: Any) -> None:
+        super()._register_stateful(router, prefixes)
+        template = "/nodes/{node}/qemu/{vmid}"
+        for prefix in prefixes:
+            router.add_route(
+                "DELETE",
+                prefix + template + "/",
+                self._stateful_handler(template, self._qm_destroy),
+            )
 
     def _routes_lab(self) -> list[tuple[str, str, Any]]:
         return [("PUT", "/nodes/{node}/qemu/{vmid}/resize", self._lab_resize)]
@@ -86,6 +121,14 @@ class LabPve(FakePve):  # type: ignore[misc]
 
     async def _apply_config(self, vm: Any, user: str, p: dict[str, Any]) -> Any:
         return await super()._apply_config(vm, user, _typed_config(p))
+
+    async def _content_delete(self, v: dict[str, Any], user: str) -> Any:
+        result = await super()._content_delete(v, user)
+        sid, _, volname = str(v["volume"]).rpartition(":")
+        path = self.storages.get(sid or v["storage"], {}).get("path")
+        if path and volname.startswith("snippets/"):
+            (Path(path) / volname).unlink(missing_ok=True)
+        return result
 
     async def _agent_call(self, match: Any, values: dict[str, Any]) -> Any:
         vm = self.find(values["node"], values["vmid"])
@@ -219,6 +262,7 @@ class ServedPve:
 @contextmanager
 def serve_lab(host: str, port: int, workdir: Path) -> Iterator[ServedPve]:
     """Start the lab cluster on https://host:port; yields it with `.cafile` set."""
+    workdir.mkdir(parents=True, exist_ok=True)
     certfile, keyfile, _ = make_cert(str(workdir), hosts=(host,))
     pve = LabPve(user="root@pam", password="secret", host=host, port=port)
     seed_lab(pve, workdir / "snippets-store")
