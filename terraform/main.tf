@@ -37,8 +37,9 @@ resource "proxmox_virtual_environment_vm" "node" {
     vm_id     = var.template_vmid
     node_name = coalesce(var.template_node, each.value.pve_node)
     full      = true
-    # Parallel clones on one host hit "can't lock file" (bpg#995): let PVE retry the clone too.
-    retries = 3
+    # One attempt: mk8s retries lock timeouts itself, after re-planning (and re-checking) the
+    # plan; the provider's own retry would also repeat hard failures, 10 s apart.
+    retries = 1
   }
 
   agent {

@@ -27,6 +27,10 @@ outside the API on a real PVE host, and `LabPve` adds them through fakepve's ext
   tasks run that long before their work, so clients must poll them; with a non-zero
   `time_scale` they really take time. (fakepve has per-VM start/stop durations, but none for
   clones of VMs that do not exist yet.)
+* Failing tasks: fakepve's error catalogue has no error that ends a *clone* task with
+  `TASK ERROR` (all clone errors are synchronous HTTP errors). `fail_tasks(ttype, message,
+  times)` makes the next tasks of that type end with `TASK ERROR: message` through fakepve's
+  own task runner; a failed clone is cleaned up as PVE does (the half-made VM disappears).
 * The guest agent: a real guest runs cloud-init and qemu-guest-agent. `_agent_call` gives a
   running VM with `agent: 1` an agent that reports the address of its `ipconfig0`, as the
   booted guest would. The provider waits until the agent reports a *global unicast* address
@@ -46,7 +50,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fakepve import FakePve, PveError, settle
+from fakepve import FakePve, PveError, TaskError, settle
 from fakepve import schema as pve_schema
 from fakepve.certs import make_cert
 
@@ -61,17 +65,27 @@ class LabPve(FakePve):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.slow_tasks: dict[str, float] = {}
+        self.failing_tasks: dict[str, list[str]] = {}
+
+    def fail_tasks(self, ttype: str, message: str, times: int = 1) -> None:
+        """The next `times` tasks of type `ttype` end with `TASK ERROR: message`."""
+        self.failing_tasks.setdefault(ttype, []).extend([message] * times)
 
     async def task(self, node: str, ttype: str, tid: Any, user: str, body: Any, **kw: Any) -> Any:
         secs = self.slow_tasks.get(ttype, 0)
-        if not secs:
-            return await super().task(node, ttype, tid, user, body, **kw)
+        queue = self.failing_tasks.get(ttype)
+        failure = queue.pop(0) if queue else None
+        new_vm = kw.get("vm")
 
-        async def slow_body() -> Any:
+        async def lab_body() -> Any:
             await self.pause(secs)
+            if failure is not None:
+                if ttype == "qmclone" and new_vm in self.vms:
+                    self.vms.remove(new_vm)  # PVE removes the half-made clone
+                raise TaskError(failure)
             return await body()
 
-        return await super().task(node, ttype, tid, user, slow_body, **kw)
+        return await super().task(node, ttype, tid, user, lab_body, **kw)
 
     def _volumes(self, name: str) -> dict[str, Any]:
         out: dict[str, Any] = super()._volumes(name)
