@@ -52,8 +52,15 @@ def find_template(env: Environment, facts: ClusterFacts) -> VmFacts | str | None
     return next((v for v in facts.vms if v.name == wanted), None)
 
 
+_DRIVE_KEY = re.compile(r"^(ide|sata|scsi|virtio)\d+$")
+
+
 def _has_cloudinit_drive(vm: VmFacts) -> bool:
-    return any("cloudinit" in str(value) for value in vm.config.values())
+    """A drive whose volume is a cloud-init image (`local-lvm:vm-9000-cloudinit,media=cdrom`)."""
+    return any(
+        _DRIVE_KEY.match(key) and "cloudinit" in str(value).split(",")[0]
+        for key, value in vm.config.items()
+    )
 
 
 def version_check(facts: ClusterFacts) -> Check:

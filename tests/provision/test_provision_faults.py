@@ -145,6 +145,4 @@ def test_missing_token_variables_are_named(lab: Lab, monkeypatch: pytest.MonkeyP
     with pytest.raises(UserError) as err:
         provision(lab.env(), lab.root)
 
-    assert err.value.lines == (
-        "PVE_TOKEN_SECRET is not set: export the PVE API token secret",
-    )
+    assert err.value.lines == ("PVE_TOKEN_SECRET is not set: export the PVE API token secret",)
