@@ -112,7 +112,7 @@ class Pve:
         self.endpoint = endpoint
         self.token_id_env = token_id_env
         self._sleep = sleep
-        self.retries = 0  # transient failures absorbed; reported by tests and --verbose output
+        self.retries = 0  # transient failures absorbed so far
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         delay = 0.5

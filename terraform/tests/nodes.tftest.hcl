@@ -44,7 +44,7 @@ run "one_vm_per_node" {
     condition = alltrue([for k, n in var.nodes :
       proxmox_virtual_environment_vm.node[k].initialization[0].ip_config[0].ipv4[0].address == "${n.ip}/${n.cidr_prefix}" &&
       proxmox_virtual_environment_vm.node[k].initialization[0].ip_config[0].ipv4[0].gateway == n.gateway &&
-      proxmox_virtual_environment_vm.node[k].initialization[0].dns[0].servers == n.dns_servers
+      proxmox_virtual_environment_vm.node[k].initialization[0].dns[0].servers == tolist(n.dns_servers)
     ])
     error_message = "static IP, gateway and DNS must come from the inventory"
   }
@@ -70,7 +70,7 @@ run "one_vm_per_node" {
     condition = alltrue([for k, n in var.nodes :
       proxmox_virtual_environment_vm.node[k].agent[0].enabled &&
       proxmox_virtual_environment_vm.node[k].on_boot &&
-      proxmox_virtual_environment_vm.node[k].clone[0].vm_id == var.template_vmid &&
+      proxmox_virtual_environment_vm.node[k].clone[0].vm_id == tonumber(var.template_vmid) &&
       proxmox_virtual_environment_vm.node[k].clone[0].full
     ])
     error_message = "full clone of the template, guest agent on, start on boot"
@@ -101,10 +101,21 @@ run "one_vm_per_node" {
 run "rejects_duplicate_vmids" {
   command = plan
 
+  # Literal values: OpenTofu allows no function calls in a test's variables block.
   variables {
     nodes = {
-      a = merge(var.nodes[keys(var.nodes)[0]], { name = "a" })
-      b = merge(var.nodes[keys(var.nodes)[0]], { name = "b", ip = "10.0.0.250" })
+      a = {
+        name        = "a", vmid = 1101, ip = "10.0.0.11", cidr_prefix = 24, gateway = "10.0.0.1",
+        dns_servers = ["10.0.0.1"], pve_node = "pve1", cores = 4, memory_mib = 16384,
+        disk_gib    = 100, bridge = "vmbr0", vlan = 110, mtu = 1500, tags = ["mk8s"],
+        user_data   = "#cloud-config\n"
+      }
+      b = {
+        name        = "b", vmid = 1101, ip = "10.0.0.12", cidr_prefix = 24, gateway = "10.0.0.1",
+        dns_servers = ["10.0.0.1"], pve_node = "pve2", cores = 4, memory_mib = 16384,
+        disk_gib    = 100, bridge = "vmbr0", vlan = 110, mtu = 1500, tags = ["mk8s"],
+        user_data   = "#cloud-config\n"
+      }
     }
   }
 
