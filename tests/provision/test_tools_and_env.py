@@ -126,3 +126,45 @@ def test_waiting_for_ssh_names_the_nodes_that_never_answered() -> None:
         "ssh: lab-k8s-1 (127.0.61.11:1) gave no SSH banner within 0s; check cloud-init on its "
         "console (cloud-init status --long)",
     )
+
+
+def test_missing_tools_are_named_with_the_command_that_fixes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MK8S_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(OperationFailedError) as err:
+        tools.ensure_tools(ROOT, build=False)
+    assert err.value.lines == tuple(
+        f"terraform tooling: bpg/proxmox {tools.PROVIDER_VERSION} is not in the mirror for "
+        f"{registry}; run `invoke tools`"
+        for registry in tools.REGISTRIES
+    )
+
+
+def test_the_module_is_staged_into_the_environment_workdir(tmp_path: Path) -> None:
+    from mk8s.terraform import Terraform
+
+    mine, theirs, work = tmp_path / "mine", tmp_path / "theirs", tmp_path / "work"
+    for module, files in ((mine, ("main.tf", "extra.tf")), (theirs, ("main.tf",))):
+        module.mkdir()
+        for name in files:
+            (module / name).write_text(f"# {module.name}/{name}\n")
+    (work).mkdir()
+    (work / "terraform.tfvars.json").write_text("{}")
+    tf = Terraform(
+        tools=tools.Tools(Path("terraform"), tmp_path / "cli.tfrc", tmp_path),
+        workdir=work,
+        provider_env={},
+    )
+
+    tf.stage(mine)
+    tf.stage(theirs)
+
+    assert sorted(p.name for p in work.iterdir()) == [
+        ".mk8s-module-files",
+        "main.tf",
+        "terraform.tfvars.json",
+    ]
+    assert (work / "main.tf").read_text() == "# theirs/main.tf\n"
+    with pytest.raises(UserError, match="not a Terraform module"):
+        tf.stage(tmp_path / "nowhere")
