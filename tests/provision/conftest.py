@@ -1,7 +1,8 @@
-"""The lab: fakepve on the endpoint of inventory/lab.yaml, a real sshd answering for the PVE
-hosts and for every node, and a scratch repository root with that inventory.
+"""The lab: fakepve on the endpoint of inventory/lab.yaml, real sshds (the bootstrap suite's
+tests/support/sshd.py) answering for the PVE hosts and for every node, and a scratch
+repository root holding the lab inventory with the node addresses of those sshds.
 
-Function-scoped fakepve (each test starts from a fresh cluster); one sshd per session.
+Everything is per test: a fresh fake cluster and fresh sshds.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from mk8s.build import build_dir
 from mk8s.inventory import Environment
 from mk8s.load import load_environment
 from mk8s.tools import cache_dir
-from tests.provision.sshd import LocalSshd, local_sshd
 from tests.support.fakepve import LabPve, ServedPve, serve_lab
+from tests.support.sshd import SshdCluster, SshdFactory, sshd_factory  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = load_environment("lab", ROOT)
@@ -38,7 +39,7 @@ def _endpoint(env: Environment) -> tuple[str, int]:
 class Lab:
     root: Path
     served: ServedPve
-    sshd: LocalSshd
+    sshd: SshdCluster
 
     @property
     def pve(self) -> LabPve:
@@ -64,30 +65,53 @@ class Lab:
         return [(m, p) for m, p, *_ in self.pve.requests if m in ("POST", "PUT", "DELETE")]
 
 
-@pytest.fixture(scope="session")
-def lab_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSshd]:
-    host, _ = _endpoint(LAB)
-    port = LAB.ssh.port
-    addresses = [(host, port)] + [(str(n.ip), port) for n in LAB.nodes]
-    with local_sshd(tmp_path_factory.mktemp("sshd"), addresses) as sshd:
-        yield sshd
+def lab_inventory(cluster: SshdCluster) -> dict[str, object]:
+    """inventory/lab.yaml with the network moved onto the sshds' 127.0.X.0/24."""
+    data: dict[str, object] = yaml.safe_load((ROOT / "inventory" / "lab.yaml").read_text())
+    net = cluster.nodes["lab-k8s-1"].host.rsplit(".", 1)[0]
+    pve_host = cluster.nodes["pve-host"]
+    data["network"] = {
+        **data["network"],  # type: ignore[dict-item]
+        "subnet": f"{net}.0/24",
+        "gateway": f"{net}.1",
+        "dns_servers": [f"{net}.1"],
+        "metallb_range": f"{net}.50-{net}.69",
+    }
+    data["nodes"] = [
+        {**node, "ip": cluster.nodes[node["name"]].host}
+        for node in data["nodes"]  # type: ignore[attr-defined]
+    ]
+    data["ssh"] = {**data["ssh"], "port": pve_host.port}  # type: ignore[dict-item]
+    data["proxmox"] = {
+        **data["proxmox"],  # type: ignore[dict-item]
+        "node_ssh": {pve: f"{pve_host.host}:{pve_host.port}" for pve in ("pve1", "pve2", "pve3")},
+    }
+    return data
 
 
 @pytest.fixture
-def lab(tmp_path: Path, lab_sshd: LocalSshd, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
+def lab(
+    tmp_path: Path,
+    sshd_factory: SshdFactory,  # noqa: F811 (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Lab]:
+    # One sshd plays the PVE hosts (the provider uploads snippets over SSH), one each node.
+    cluster = sshd_factory(["pve-host", *(n.name for n in LAB.nodes)])
     root = tmp_path / "repo"
     (root / "inventory").mkdir(parents=True)
-    shutil.copy(ROOT / "inventory" / "lab.yaml", root / "inventory" / "lab.yaml")
+    (root / "inventory" / "lab.yaml").write_text(
+        yaml.safe_dump(lab_inventory(cluster), sort_keys=False)
+    )
     for shared in ("terraform", "scripts", "tasks.py"):
         (root / shared).symlink_to(ROOT / shared)
     # The provider records PVE host keys in ~/.ssh/known_hosts: keep that out of the real home.
-    monkeypatch.setenv("MK8S_CACHE", str(cache_dir()))
     (tmp_path / "home").mkdir()
+    monkeypatch.setenv("MK8S_CACHE", str(cache_dir()))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PVE_TOKEN_ID", TOKEN_ID)
     monkeypatch.setenv("PVE_TOKEN_SECRET", TOKEN_SECRET)
-    monkeypatch.setenv("PROXMOX_VE_SSH_USERNAME", lab_sshd.user)
-    monkeypatch.setenv("PROXMOX_VE_SSH_PRIVATE_KEY", lab_sshd.private_key.read_text().strip())
+    monkeypatch.setenv("PROXMOX_VE_SSH_USERNAME", cluster.user)
+    monkeypatch.setenv("PROXMOX_VE_SSH_PRIVATE_KEY", cluster.client_key.read_text().strip())
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     host, port = _endpoint(LAB)
     with serve_lab(host, port, tmp_path / "pve") as served:
@@ -95,4 +119,4 @@ def lab(tmp_path: Path, lab_sshd: LocalSshd, monkeypatch: pytest.MonkeyPatch) ->
         ca = build_dir("lab", root) / "fakepve-ca.pem"
         ca.parent.mkdir(parents=True)
         shutil.copy(served.cafile, ca)  # type: ignore[attr-defined]
-        yield Lab(root=root, served=served, sshd=lab_sshd)
+        yield Lab(root=root, served=served, sshd=cluster)

@@ -32,8 +32,8 @@ def assert_matches_inventory(lab: Lab) -> None:
         assert f"size={env.size.disk_gib}G" in cfg["scsi0"]
         assert "bridge=vmbr0" in cfg["net0"] and "tag=110" in cfg["net0"]
         assert "virtio" in cfg["net0"]
-        assert cfg["ipconfig0"] == f"gw=127.0.61.1,ip={node.ip}/24"
-        assert cfg["nameserver"] == "127.0.61.1"
+        assert cfg["ipconfig0"] == f"gw={env.network.gateway},ip={node.ip}/24"
+        assert cfg["nameserver"] == str(env.network.dns_servers[0])
         assert cfg["onboot"] == 1
         assert cfg["agent"].startswith("enabled=1")
         assert sorted(cfg["tags"].split(";")) == ["env-lab", "mk8s"]
@@ -56,7 +56,7 @@ def test_provision_builds_the_inventory_vms_and_a_rerun_changes_nothing(lab: Lab
     assert all(b.startswith("SSH-2.0-") for b in report.banners.values())
     assert report.outputs["nodes"]["lab-k8s-2"] == {
         "vmid": 6102,
-        "ip": "127.0.61.12",
+        "ip": lab.sshd.nodes["lab-k8s-2"].host,
         "pve_node": "pve2",
     }
     assert_matches_inventory(lab)
