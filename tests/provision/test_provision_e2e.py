@@ -109,6 +109,19 @@ def test_a_plan_that_would_replace_or_delete_a_vm_is_refused(lab: Lab) -> None:
     assert sorted((vm.vmid, vm.name) for vm in lab.pve.vms) == before
 
 
+def test_allow_replace_lets_an_intended_replacement_through(lab: Lab) -> None:
+    provision(lab.env(), lab.root, ssh_timeout_s=30)
+    nodes = [n.model_dump(mode="json") for n in lab.env().nodes]
+    renumbered = lab.edit_inventory(nodes=[{**nodes[0], "vmid": 6111}, *nodes[1:]])
+
+    report = provision(renumbered, lab.root, allow_replace=True, ssh_timeout_s=30)
+
+    assert [(c.key, c.action) for c in report.changes if c.action != "no-op"] == [
+        ("lab-k8s-1", "replace")
+    ]
+    assert sorted(vm.vmid for vm in lab.our_vms()) == [6102, 6103, 6111]
+
+
 def test_destroy_removes_only_this_environments_vms(lab: Lab) -> None:
     provision(lab.env(), lab.root, ssh_timeout_s=30)
     lab.pve.add_vm(777, "someone-elses-vm", node="pve1", status="running")
