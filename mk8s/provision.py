@@ -33,7 +33,15 @@ from mk8s.proxmox import (
 from mk8s.proxmox import power as pve_power
 from mk8s.proxmox import rollback as pve_rollback
 from mk8s.proxmox import snapshot as pve_snapshot
-from mk8s.terraform import VM_TYPE, Change, Terraform, changes, pending, refusals
+from mk8s.terraform import (
+    VM_TYPE,
+    Change,
+    Terraform,
+    changes,
+    pending,
+    refusals,
+    tainted_to_keep,
+)
 from mk8s.tools import ensure_tools
 
 Say = Callable[[str], None]
@@ -120,6 +128,17 @@ def provision(
     say("terraform: planning")
     plan = tf.plan(variables)
     report.changes = changes(plan)
+    ours = {vm.vmid for vm in facts.vms if preflight.is_ours(vm, env)}
+    keep = [] if allow_replace else tainted_to_keep(report.changes, ours)
+    for change in keep:
+        say(
+            f"terraform: {change.key} (vmid {change.vmid}) was left tainted by an interrupted "
+            "apply; keeping the VM and converging it in place"
+        )
+        tf.untaint(change.address)
+    if keep:
+        plan = tf.plan(variables)
+        report.changes = changes(plan)
     if show_plan:
         show_plan(report.changes)
     check_plan(plan)

@@ -43,6 +43,8 @@ class Change:
     key: str  # for_each key: the node name
     action: str  # create | update | replace | delete | no-op | read
     replace_paths: tuple[str, ...] = ()
+    reason: str = ""  # Terraform's action_reason, e.g. replace_because_tainted
+    vmid: int | None = None  # a VM's vm_id before the change (None: not a VM, or new)
 
 
 def _action(actions: Sequence[str]) -> str:
@@ -60,6 +62,8 @@ def changes(plan: Mapping[str, Any]) -> list[Change]:
         paths = tuple(
             ".".join(str(p) for p in path) for path in rc.get("change", {}).get("replace_paths", [])
         )
+        before = rc.get("change", {}).get("before") or {}
+        vmid = before.get("vm_id") if rc["type"] == VM_TYPE else None
         out.append(
             Change(
                 address=str(rc["address"]),
@@ -67,9 +71,25 @@ def changes(plan: Mapping[str, Any]) -> list[Change]:
                 key=str(rc.get("index", rc.get("name", ""))),
                 action=_action(rc["change"]["actions"]),
                 replace_paths=paths,
+                reason=str(rc.get("action_reason", "")),
+                vmid=int(vmid) if vmid is not None else None,
             )
         )
     return out
+
+
+def tainted_to_keep(chs: Iterable[Change], ours: set[int]) -> list[Change]:
+    """VMs Terraform would replace only because an interrupted apply tainted them, while the VM
+    exists on Proxmox tagged for this environment: keep them (untaint) and converge in place
+    instead of wiping a node that merely failed to finish its first start or resize."""
+    return [
+        c
+        for c in chs
+        if c.type == VM_TYPE
+        and c.action == "replace"
+        and c.reason == "replace_because_tainted"
+        and c.vmid in ours
+    ]
 
 
 def pending(chs: Iterable[Change]) -> list[Change]:
@@ -227,6 +247,9 @@ class Terraform:
                 self.sleep(LOCK_BACKOFF_S * (attempt + 1))
                 check_plan(self.plan(variables, replace=replace))
         raise AssertionError("unreachable")
+
+    def untaint(self, address: str) -> None:
+        self.run("untaint", "-no-color", address)
 
     def output(self) -> dict[str, Any]:
         _, text = self.run("output", "-json", "-no-color")

@@ -66,6 +66,27 @@ def test_a_clone_task_error_is_reported_and_a_rerun_converges_without_duplicates
     )
 
 
+def test_a_vm_whose_first_start_failed_is_kept_and_converged_not_replaced(lab: Lab) -> None:
+    lab.pve.fail_tasks("qmstart", "start failed: QEMU exited with code 1")
+
+    with pytest.raises(OperationFailedError) as err:
+        provision(lab.env(), lab.root, ssh_timeout_s=30)
+    assert any("QEMU exited with code 1" in line for line in err.value.lines), err.value.lines
+    (failed,) = [
+        int(t["id"]) for t in lab.pve.tasklog if t["type"] == "qmstart" and t["exitstatus"] != "OK"
+    ]
+    assert lab.pve.vm(failed).status == "stopped"  # created, then its start failed: tainted
+    name = lab.pve.vm(failed).name
+
+    report = provision(lab.env(), lab.root, ssh_timeout_s=30)
+
+    vm_changes = {c.key: c.action for c in report.changes if c.type.endswith("_vm")}
+    assert vm_changes.pop(name) == "update"
+    assert set(vm_changes.values()) == {"no-op"}
+    assert lab.pve.vm(failed).status == "running"
+    assert [t["type"] for t in lab.pve.tasklog].count("qmclone") == 3  # never re-cloned
+
+
 def test_a_lock_timeout_during_apply_is_retried(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(terraform, "LOCK_BACKOFF_S", 0.0)
     lab.pve.fail_tasks(

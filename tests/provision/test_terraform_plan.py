@@ -3,7 +3,15 @@ refusal of plans that would replace or delete a VM."""
 
 from __future__ import annotations
 
-from mk8s.terraform import _error_lines, _var_args, changes, pending, refusals, summarize
+from mk8s.terraform import (
+    _error_lines,
+    _var_args,
+    changes,
+    pending,
+    refusals,
+    summarize,
+    tainted_to_keep,
+)
 from tests.provision.recorded import recorded_plan
 
 
@@ -63,3 +71,25 @@ def test_variables_and_errors() -> None:
         ]
     )
     assert _error_lines(text) == ["  Error: error waiting for VM clone: task failed"]
+
+
+def test_a_tainted_vm_that_exists_and_is_ours_is_kept_not_replaced() -> None:
+    def vm(key: str, vmid: int, reason: str) -> dict[str, object]:
+        return {
+            "address": f'proxmox_virtual_environment_vm.node["{key}"]',
+            "type": "proxmox_virtual_environment_vm",
+            "index": key,
+            "action_reason": reason,
+            "change": {"actions": ["delete", "create"], "before": {"vm_id": vmid}},
+        }
+
+    chs = changes(
+        {
+            "resource_changes": [
+                vm("n1", 101, "replace_because_tainted"),
+                vm("n2", 102, "replace_because_tainted"),  # not ours on Proxmox: still refused
+                vm("n3", 103, "replace_because_cannot_update"),
+            ]
+        }
+    )
+    assert [c.key for c in tainted_to_keep(chs, ours={101, 103})] == ["n1"]
