@@ -109,6 +109,30 @@ def test_a_plan_that_would_replace_or_delete_a_vm_is_refused(lab: Lab) -> None:
     assert sorted((vm.vmid, vm.name) for vm in lab.pve.vms) == before
 
 
+def test_new_template_or_cloud_init_never_replaces_a_running_node(lab: Lab) -> None:
+    provision(lab.env(), lab.root, ssh_timeout_s=30)
+    template = lab.pve.vm(9000)
+    lab.pve.add_vm(
+        9001, "ubuntu-2404-cloudinit", node="pve1", template=True, config=dict(template.config)
+    )
+    data = lab.env().model_dump(mode="json")
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINewOperatorKeyForRotationTest000 new@example.com"
+    changed = lab.edit_inventory(
+        proxmox={**data["proxmox"], "template": "ubuntu-2404-cloudinit"},
+        ssh={**data["ssh"], "authorized_keys": [key]},
+    )
+    clones = [t["type"] for t in lab.pve.tasklog].count("qmclone")
+
+    report = provision(changed, lab.root, ssh_timeout_s=30)
+
+    by_part = {(c.key, c.type.rsplit("_", 1)[-1]): c.action for c in report.changes}
+    assert {a for (_, part), a in by_part.items() if part == "vm"} == {"no-op"}
+    assert {a for (_, part), a in by_part.items() if part == "file"} == {"replace"}
+    assert [t["type"] for t in lab.pve.tasklog].count("qmclone") == clones
+    snippets = Path(lab.pve.storages["local"]["path"]) / "snippets"
+    assert key in (snippets / "mk8s-lab-lab-k8s-1-user-data.yaml").read_text()
+
+
 def test_allow_replace_lets_an_intended_replacement_through(lab: Lab) -> None:
     provision(lab.env(), lab.root, ssh_timeout_s=30)
     nodes = [n.model_dump(mode="json") for n in lab.env().nodes]
