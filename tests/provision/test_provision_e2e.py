@@ -77,6 +77,10 @@ def test_provision_builds_the_inventory_vms_and_a_rerun_changes_nothing(lab: Lab
     assert lab.writes()[writes_before:] == []
     assert TOKEN_SECRET not in result.stdout + result.stderr
     assert_matches_inventory(lab)
+    # Neither the rendered files nor the state, lock, plan or .terraform/ hold the token.
+    for path in (lab.root / "build").rglob("*"):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            assert TOKEN_SECRET.encode() not in path.read_bytes(), path
 
 
 def test_dry_run_shows_the_plan_and_creates_nothing(lab: Lab) -> None:
