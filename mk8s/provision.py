@@ -119,9 +119,9 @@ def provision(
     tf = terraform_for(env, root, provider_env(env, creds, root), say, module)
     variables = template_vars(env, facts)
 
-    def check_plan(plan: dict[str, Any]) -> None:
+    def check_plan(plan: dict[str, Any], kept: Sequence[Change] = ()) -> None:
         report.changes = changes(plan)
-        refused = refusals(report.changes, allow_replace)
+        refused = refusals([c for c in report.changes if c not in kept], allow_replace)
         if refused:
             raise UserError(*refused)
 
@@ -133,15 +133,17 @@ def provision(
     for change in keep:
         say(
             f"terraform: {change.key} (vmid {change.vmid}) was left tainted by an interrupted "
-            "apply; keeping the VM and converging it in place"
+            f"apply; {'would keep' if dry_run else 'keeping'} the VM and converge it in place"
         )
-        tf.untaint(change.address)
-    if keep:
+        if not dry_run:  # a dry run writes nothing, not even the state
+            tf.untaint(change.address)
+    if keep and not dry_run:
         plan = tf.plan(variables)
         report.changes = changes(plan)
+        keep = []
     if show_plan:
         show_plan(report.changes)
-    check_plan(plan)
+    check_plan(plan, keep)
     if dry_run:
         return report
     if pending(report.changes):
