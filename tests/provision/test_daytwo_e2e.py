@@ -46,6 +46,24 @@ def test_power_actions_act_only_where_needed(lab: Lab) -> None:
         power(env, "stop", ["lab-k8s-9"], root=lab.root)
 
 
+def test_cli_dry_run_shows_preflight_and_plan_tables_and_applies_nothing(lab: Lab) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "provision", "--env", "lab", "--dry-run"],
+        cwd=lab.root,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "preflight" in result.stdout and "template" in result.stdout
+    assert "terraform plan: 3 node(s) change" in result.stdout
+    assert result.stdout.count("create") >= 6  # vm and user-data for each node
+    assert result.stdout.rstrip().endswith("dry run: nothing applied")
+    assert lab.our_vms() == []
+
+
 def test_destroy_asks_for_the_environment_name(lab: Lab) -> None:
     provision(lab.env(), lab.root, ssh_timeout_s=30)
 
