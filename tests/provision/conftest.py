@@ -1,4 +1,4 @@
-"""The lab: fakepve on the endpoint of inventory/lab.yaml, real sshds (the bootstrap suite's
+"""The lab: fakepve on the host of inventory/lab.yaml's endpoint, real sshds (the bootstrap suite's
 tests/support/sshd.py) answering for the PVE hosts and for every node, and a scratch
 repository root holding the lab inventory with the node addresses of those sshds.
 
@@ -65,8 +65,9 @@ class Lab:
         return [(m, p) for m, p, *_ in self.pve.requests if m in ("POST", "PUT", "DELETE")]
 
 
-def lab_inventory(cluster: SshdCluster) -> dict[str, object]:
-    """inventory/lab.yaml with the network moved onto the sshds' 127.0.X.0/24."""
+def lab_inventory(cluster: SshdCluster, endpoint: str) -> dict[str, object]:
+    """inventory/lab.yaml with the network moved onto the sshds' 127.0.X.0/24 and the endpoint
+    onto the port the fake got (so concurrent test runs on one machine do not collide)."""
     data: dict[str, object] = yaml.safe_load((ROOT / "inventory" / "lab.yaml").read_text())
     net = cluster.nodes["lab-k8s-1"].host.rsplit(".", 1)[0]
     pve_host = cluster.nodes["pve-host"]
@@ -84,6 +85,7 @@ def lab_inventory(cluster: SshdCluster) -> dict[str, object]:
     data["ssh"] = {**data["ssh"], "port": pve_host.port}  # type: ignore[dict-item]
     data["proxmox"] = {
         **data["proxmox"],  # type: ignore[dict-item]
+        "endpoint": endpoint,
         "node_ssh": {pve: f"{pve_host.host}:{pve_host.port}" for pve in ("pve1", "pve2", "pve3")},
     }
     return data
@@ -97,26 +99,26 @@ def lab(
 ) -> Iterator[Lab]:
     # One sshd plays the PVE hosts (the provider uploads snippets over SSH), one each node.
     cluster = sshd_factory(["pve-host", *(n.name for n in LAB.nodes)])
-    root = tmp_path / "repo"
-    (root / "inventory").mkdir(parents=True)
-    (root / "inventory" / "lab.yaml").write_text(
-        yaml.safe_dump(lab_inventory(cluster), sort_keys=False)
-    )
-    for shared in ("terraform", "scripts", "tasks.py"):
-        (root / shared).symlink_to(ROOT / shared)
-    # The provider records PVE host keys in ~/.ssh/known_hosts: keep that out of the real home.
-    (tmp_path / "home").mkdir()
-    monkeypatch.setenv("MK8S_CACHE", str(cache_dir()))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PVE_TOKEN_ID", TOKEN_ID)
-    monkeypatch.setenv("PVE_TOKEN_SECRET", TOKEN_SECRET)
-    monkeypatch.setenv("PROXMOX_VE_SSH_USERNAME", cluster.user)
-    monkeypatch.setenv("PROXMOX_VE_SSH_PRIVATE_KEY", cluster.client_key.read_text().strip())
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    host, port = _endpoint(LAB)
-    with serve_lab(host, port, tmp_path / "pve") as served:
+    host, _ = _endpoint(LAB)
+    with serve_lab(host, 0, tmp_path / "pve") as served:
         served.pve.apitokens[TOKEN_ID] = TOKEN_SECRET
+        root = tmp_path / "repo"
+        (root / "inventory").mkdir(parents=True)
+        (root / "inventory" / "lab.yaml").write_text(
+            yaml.safe_dump(lab_inventory(cluster, served.pve.url), sort_keys=False)
+        )
+        for shared in ("terraform", "scripts", "tasks.py"):
+            (root / shared).symlink_to(ROOT / shared)
         ca = build_dir("lab", root) / "fakepve-ca.pem"
         ca.parent.mkdir(parents=True)
         shutil.copy(served.cafile, ca)  # type: ignore[attr-defined]
+        # The provider records PVE host keys in ~/.ssh/known_hosts: keep it out of the real home.
+        (tmp_path / "home").mkdir()
+        monkeypatch.setenv("MK8S_CACHE", str(cache_dir()))
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        monkeypatch.setenv("PVE_TOKEN_ID", TOKEN_ID)
+        monkeypatch.setenv("PVE_TOKEN_SECRET", TOKEN_SECRET)
+        monkeypatch.setenv("PROXMOX_VE_SSH_USERNAME", cluster.user)
+        monkeypatch.setenv("PROXMOX_VE_SSH_PRIVATE_KEY", cluster.client_key.read_text().strip())
+        monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
         yield Lab(root=root, served=served, sshd=cluster)

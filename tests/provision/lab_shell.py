@@ -25,18 +25,18 @@ from tests.support.sshd import SshdCluster
 def main(workdir: Path) -> None:
     cluster = SshdCluster(workdir / "sshd", ["pve-host", *(n.name for n in LAB.nodes)]).start()
     try:
-        root = workdir / "repo"
-        (root / "inventory").mkdir(parents=True, exist_ok=True)
-        (root / "inventory" / "lab.yaml").write_text(
-            yaml.safe_dump(lab_inventory(cluster), sort_keys=False)
-        )
-        for shared in ("terraform", "scripts", "tasks.py"):
-            if not (root / shared).exists():
-                (root / shared).symlink_to(ROOT / shared)
         (workdir / "home").mkdir(exist_ok=True)
         host = LAB.proxmox.endpoint.split("//")[1].split(":")[0]
         with serve_lab(host, 8006, workdir / "pve") as served:
             served.pve.apitokens[TOKEN_ID] = TOKEN_SECRET
+            root = workdir / "repo"
+            (root / "inventory").mkdir(parents=True, exist_ok=True)
+            (root / "inventory" / "lab.yaml").write_text(
+                yaml.safe_dump(lab_inventory(cluster, served.pve.url), sort_keys=False)
+            )
+            for shared in ("terraform", "scripts", "tasks.py"):
+                if not (root / shared).exists():
+                    (root / shared).symlink_to(ROOT / shared)
             ca = build_dir("lab", root) / "fakepve-ca.pem"
             ca.parent.mkdir(parents=True, exist_ok=True)
             ca.write_bytes(Path(served.cafile).read_bytes())  # type: ignore[attr-defined]

@@ -155,7 +155,7 @@ def test_a_rejected_token_is_a_clear_auth_error(
 
     (line,) = err.value.lines
     assert line.startswith(
-        "Proxmox API at https://127.0.0.61:8006 rejected the API token in PVE_TOKEN_ID (401 "
+        f"Proxmox API at {lab.pve.url} rejected the API token in PVE_TOKEN_ID (401 "
     )
     assert TOKEN_SECRET not in line and "00000000-0000" not in line
 
