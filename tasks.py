@@ -13,6 +13,8 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from mk8s import cluster, kustomize, nodes
+from mk8s import provision as provisioning
+from mk8s import tools as tooling
 from mk8s.build import build_dir, write_plan
 from mk8s.cli import user_errors
 from mk8s.console import console, plan_tables, print_changes
@@ -23,6 +25,7 @@ from mk8s.loadtest import LoadProfile
 from mk8s.loadtest import run as run_loadtest
 from mk8s.plan import build_plan
 from mk8s.promote import promote as promote_env
+from mk8s.provision_view import checks_table, plan_table
 from mk8s.render import manifests
 from mk8s.report import write_report
 from mk8s.secrets import load_secrets_file
@@ -49,6 +52,104 @@ def plan(c: Context, env: str) -> None:
     out = build_dir(environment.name)
     changes, facts = write_plan(the_plan, out)
     print_changes(changes, facts, str(out))
+
+
+# --- provision ---
+
+
+def _say(line: str) -> None:
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _nodes(node: str) -> list[str]:
+    return [n for n in node.split(",") if n]
+
+
+@task
+@user_errors
+def tools(c: Context) -> None:
+    """Ensure terraform/tofu and the pinned bpg/proxmox provider mirror (offline, cached)."""
+    t = tooling.ensure_tools()
+    console.print(f"terraform: {t.binary}")
+    console.print(f"provider mirror: {t.mirror} (bpg/proxmox {tooling.PROVIDER_VERSION})")
+    console.print(f"CLI config: {t.cli_config}")
+
+
+@task(
+    help={
+        **ENV_HELP,
+        "dry_run": "stop after showing the Terraform plan",
+        "allow_replace": "allow a plan that replaces or deletes existing VMs",
+        "module": "Terraform module directory taking the same variables (default: terraform/)",
+    }
+)
+@user_errors
+def provision(
+    c: Context, env: str, dry_run: bool = False, allow_replace: bool = False, module: str = ""
+) -> None:
+    """Preflight on Proxmox, Terraform plan + apply, verify the VMs, wait for SSH."""
+    environment = load_environment(env)
+    report = provisioning.provision(
+        environment,
+        dry_run=dry_run,
+        allow_replace=allow_replace,
+        module=Path(module) if module else None,
+        say=_say,
+        show_checks=lambda checks: console.print(checks_table(checks)),
+        show_plan=lambda chs: console.print(plan_table(chs)),
+    )
+    if dry_run:
+        console.print("dry run: nothing applied")
+        return
+    verb = "applied" if report.applied else "unchanged"
+    console.print(f"{environment.name}: {len(environment.nodes)} VMs {verb}, verified, SSH up")
+
+
+@task(help={**ENV_HELP, "yes": "do not ask for the environment name"})
+@user_errors
+def destroy(c: Context, env: str, yes: bool = False) -> None:
+    """Destroy the environment's VMs (only those in its state, tagged env-NAME); asks first."""
+    environment = load_environment(env)
+    if not yes:
+        answer = input(f"Type the environment name ({environment.name}) to destroy its VMs: ")
+        if answer.strip() != environment.name:
+            raise UserError("destroy: confirmation did not match; nothing destroyed")
+    gone = provisioning.destroy(environment, say=_say)
+    console.print(f"{environment.name}: destroyed {', '.join(gone) or 'nothing'}")
+
+
+@task(
+    help={**ENV_HELP, "name": "snapshot name", "node": "comma-separated node names (default all)"}
+)
+@user_errors
+def snapshot(c: Context, env: str, name: str, node: str = "") -> None:
+    """Snapshot the environment's VMs (skips nodes that already have it)."""
+    done = provisioning.snapshot(load_environment(env), name, _nodes(node), say=_say)
+    console.print(f"snapshot {name}: {', '.join(done) or 'nothing to do'}")
+
+
+@task(
+    help={**ENV_HELP, "name": "snapshot name", "node": "comma-separated node names (default all)"}
+)
+@user_errors
+def rollback(c: Context, env: str, name: str, node: str = "") -> None:
+    """Roll the environment's VMs back to a snapshot and start them."""
+    done = provisioning.rollback(load_environment(env), name, _nodes(node), say=_say)
+    console.print(f"rolled back to {name}: {', '.join(done)}")
+
+
+@task(
+    help={
+        **ENV_HELP,
+        "action": "start, stop, shutdown, reboot or reset",
+        "node": "comma-separated node names (default all)",
+    }
+)
+@user_errors
+def power(c: Context, env: str, action: str, node: str = "") -> None:
+    """Power actions on the environment's VMs (start/stop/shutdown skip VMs already there)."""
+    done = provisioning.power(load_environment(env), action, _nodes(node), say=_say)
+    console.print(f"{action}: {', '.join(done) or 'nothing to do'}")
 
 
 # --- bootstrap ---

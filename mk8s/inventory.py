@@ -116,6 +116,9 @@ class Proxmox(Model):
     vlan: int | None = Field(default=None, ge=1, le=4094)
     # Parallel clones on one PVE host hit "can't lock file" (bpg/terraform-provider-proxmox#995).
     parallelism: int = Field(default=2, ge=1, le=16)
+    # The bpg provider uploads snippets over SSH to each PVE host at the address the API reports;
+    # `pve_node: host:port` overrides that address (NAT, a jump port, the lab's fake hosts).
+    node_ssh: dict[str, Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+:\d{1,5}$")]] = {}
 
 
 class Network(Model):

@@ -1,7 +1,9 @@
 """The Terraform variables file: the single input of terraform/ (or a module of the user's own).
 
 Contract (terraform/variables.tf validates it): `nodes` is a map keyed by node name so the
-module can `for_each` over it and adding a node never renumbers the others.
+module can `for_each` over it and adding a node never renumbers the others. The template's
+vmid and node are not here: they are facts of the Proxmox cluster, resolved by `mk8s.proxmox`
+at provision time and passed with -var, so this file stays a pure function of the inventory.
 """
 
 from __future__ import annotations
@@ -48,8 +50,18 @@ def tfvars(env: Environment) -> dict[str, object]:
         "snippets_datastore": pve.snippets_datastore,
         "ssh_user": env.ssh.user,
         "ssh_authorized_keys": list(env.ssh.authorized_keys),
+        "pve_ssh_nodes": pve_ssh_nodes(env),
         "nodes": nodes,
     }
+
+
+def pve_ssh_nodes(env: Environment) -> dict[str, dict[str, object]]:
+    """`proxmox.node_ssh` as the module's `pve_ssh_nodes`: name => {address, port}."""
+    out: dict[str, dict[str, object]] = {}
+    for name, target in sorted(env.proxmox.node_ssh.items()):
+        host, _, port = target.rpartition(":")
+        out[name] = {"address": host, "port": int(port)}
+    return out
 
 
 def render(env: Environment) -> list[Artifact]:

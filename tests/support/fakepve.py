@@ -1,0 +1,288 @@
+"""fakepve as the lab's Proxmox: a cluster pve1..pve3 with a cloud-init template, served on a
+fixed 127.0.0.x address for the inventory's endpoint.
+
+fakepve fakes the PVE API only. Two things the bpg/proxmox provider and mk8s need come from
+outside the API on a real PVE host, and `LabPve` adds them through fakepve's extension point
+(subclassing `FakePve`, whose behaviour lives in overridable methods):
+
+* Snippets: the provider uploads snippet files over SSH (`tee` into `<storage path>/snippets/`,
+  provider source proxmox/ssh/client.go) because PVE's upload API refuses `snippets`. The
+  fixture points the storage `path` at a temporary directory that a real local sshd writes to,
+  and `_volumes` lists the files found there, as PVE lists a directory storage;
+  `_content_delete` removes the file, as PVE does.
+* Typed config: PVE answers `GET .../config` with integers for integer options (`cores: 4`);
+  fakepve keeps form-encoded writes as the strings it received, which the provider cannot
+  decode ("cannot unmarshal string into ... cores of type int64"). `_apply_config` converts
+  written values to the types of PVE's own schema (shipped with fakepve) before storing them.
+* Disk resize: `PUT .../resize` is one of fakepve's generic endpoints (accepted, no effect),
+  so a clone would keep the template's disk size and every plan would want to grow it again.
+  `_routes_lab` (fakepve registers every `_routes_*` method's routes) serves it as PVE does:
+  a `qmresize` task that takes the config lock and sets the drive's new size.
+* Trailing slash: the provider deletes a VM with `DELETE /nodes/N/qemu/ID/?purge=1...`
+  (note the slash: `ExpandPath("")`). PVE's router ignores it; fakepve's route for the VM has
+  no slash, so the request falls through to the generic schema endpoint, which answers with a
+  task and deletes nothing, and `terraform destroy` waits for ever. `_register_stateful` also
+  serves the slashed path with fakepve's own destroy handler.
+* Slow tasks: `slow_tasks` (task type -> PVE seconds, e.g. {"qmclone": 30}) makes those
+  tasks run that long before their work, so clients must poll them; with a non-zero
+  `time_scale` they really take time. (fakepve has per-VM start/stop durations, but none for
+  clones of VMs that do not exist yet.)
+* Failing tasks: fakepve's error catalogue has no error that ends a *clone* task with
+  `TASK ERROR` (all clone errors are synchronous HTTP errors). `fail_tasks(ttype, message,
+  times)` makes the next tasks of that type end with `TASK ERROR: message` through fakepve's
+  own task runner; a failed clone is cleaned up as PVE does (the half-made VM disappears).
+* The guest agent: a real guest runs cloud-init and qemu-guest-agent. `_agent_call` gives a
+  running VM with `agent: 1` an agent that reports the address of its `ipconfig0`, as the
+  booted guest would. The provider waits until the agent reports a *global unicast* address
+  (proxmox/nodes/vms/vms.go, WaitForNetworkInterfacesFromVMAgent) and the lab's node
+  addresses are loopback ones (127.0.x.y, so that a local sshd can answer for them); the
+  guest therefore also reports an IPv6 SLAAC address from the documentation prefix 2001:db8::/64,
+  as a guest on an IPv6-enabled VLAN would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fakepve import FakePve, PveError, TaskError, settle
+from fakepve import schema as pve_schema
+from fakepve.certs import make_cert
+
+TEMPLATE_VMID = 9000
+TEMPLATE_NAME = "ubuntu-2204-cloudinit"
+START_TIMEOUT = 30
+
+
+class LabPve(FakePve):  # type: ignore[misc]
+    """A FakePve whose directory storages list real snippet files and whose guests boot."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.slow_tasks: dict[str, float] = {}
+        self.failing_tasks: dict[str, list[str]] = {}
+
+    def fail_tasks(self, ttype: str, message: str, times: int = 1) -> None:
+        """The next `times` tasks of type `ttype` end with `TASK ERROR: message`."""
+        self.failing_tasks.setdefault(ttype, []).extend([message] * times)
+
+    async def task(self, node: str, ttype: str, tid: Any, user: str, body: Any, **kw: Any) -> Any:
+        secs = self.slow_tasks.get(ttype, 0)
+        queue = self.failing_tasks.get(ttype)
+        failure = queue.pop(0) if queue else None
+        new_vm = kw.get("vm")
+
+        async def lab_body() -> Any:
+            await self.pause(secs)
+            if failure is not None:
+                if ttype == "qmclone" and new_vm in self.vms:
+                    self.vms.remove(new_vm)  # PVE removes the half-made clone
+                raise TaskError(failure)
+            return await body()
+
+        return await super().task(node, ttype, tid, user, lab_body, **kw)
+
+    def _volumes(self, name: str) -> dict[str, Any]:
+        out: dict[str, Any] = super()._volumes(name)
+        store = self.storages[name]
+        path = store.get("path")
+        if path and "snippets" in str(store.get("content", "")).split(","):
+            for file in sorted((Path(path) / "snippets").glob("*")):
+                stat = file.stat()
+                out[f"snippets/{file.name}"] = {
+                    "content": "snippets",
+                    "format": "snippet",
+                    "size": stat.st_size,
+                    "ctime": int(stat.st_mtime),
+                }
+        return out
+
+    def _register_stateful(self, router: Any, prefixes: Any) -> None:
+        super()._register_stateful(router, prefixes)
+        template = "/nodes/{node}/qemu/{vmid}"
+        for prefix in prefixes:
+            router.add_route(
+                "DELETE",
+                prefix + template + "/",
+                self._stateful_handler(template, self._qm_destroy),
+            )
+
+    def _routes_lab(self) -> list[tuple[str, str, Any]]:
+        return [("PUT", "/nodes/{node}/qemu/{vmid}/resize", self._lab_resize)]
+
+    async def _lab_resize(self, v: dict[str, Any], user: str) -> Any:
+        vm = self.find(v["node"], v["vmid"])
+        disk, size = str(v["disk"]), str(v["size"])
+        if disk not in vm.config:
+            raise PveError(500, f"disk '{disk}' does not exist")
+        self._check_lock(vm)
+        props = str(vm.config[disk]).split(",")
+        current = next((_bytes(p[5:]) for p in props if p.startswith("size=")), 0)
+        wanted = current + _bytes(size[1:]) if size.startswith("+") else _bytes(size)
+        if wanted < current:
+            raise PveError(500, "shrinking disks is not supported")
+
+        async def body() -> None:
+            rest = [p for p in props if not p.startswith("size=")]
+            vm.config[disk] = ",".join([*rest, f"size={_size_text(wanted)}"])
+
+        return await self.task(vm.node, "qmresize", vm.vmid, user, body, vm=vm)
+
+    async def _apply_config(self, vm: Any, user: str, p: dict[str, Any]) -> Any:
+        return await super()._apply_config(vm, user, _typed_config(p))
+
+    async def _content_delete(self, v: dict[str, Any], user: str) -> Any:
+        result = await super()._content_delete(v, user)
+        sid, _, volname = str(v["volume"]).rpartition(":")
+        path = self.storages.get(sid or v["storage"], {}).get("path")
+        if path and volname.startswith("snippets/"):
+            (Path(path) / volname).unlink(missing_ok=True)
+        return result
+
+    async def _agent_call(self, match: Any, values: dict[str, Any]) -> Any:
+        vm = self.find(values["node"], values["vmid"])
+        if vm.agent is None and vm.status == "running" and _agent_enabled(vm.config):
+            vm.agent = {"interfaces": _interfaces(vm.config)}
+        return await super()._agent_call(match, values)
+
+
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def _bytes(text: str) -> int:
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)", text.strip(), re.I)
+    return int(float(found.group(1)) * _UNITS[found.group(2).upper()]) if found else 0
+
+
+def _size_text(size: int) -> str:
+    """PVE's spelling of a size: the largest unit that divides it."""
+    for unit in "TGMK":
+        if size and size % _UNITS[unit] == 0:
+            return f"{size // _UNITS[unit]}{unit}"
+    return str(size)
+
+
+def _config_properties() -> dict[str, Any]:
+    match = pve_schema.load().match("/nodes/pve1/qemu/100/config")
+    props: dict[str, Any] = match.methods["PUT"]["parameters"]["properties"]
+    return props
+
+
+def _typed_config(values: dict[str, Any]) -> dict[str, Any]:
+    """Config values as PVE stores them: integers and numbers as such, not form strings."""
+    props = _config_properties()
+    out = dict(values)
+    for key, value in values.items():
+        kind = props.get(re.sub(r"\d+$", "[n]", key), props.get(key, {})).get("type")
+        if not isinstance(value, str):
+            continue
+        if kind in ("integer", "boolean") and re.fullmatch(r"-?\d+", value):
+            out[key] = int(value)
+        elif kind == "number" and re.fullmatch(r"-?\d+(\.\d+)?", value):
+            out[key] = float(value) if "." in value else int(value)
+    return out
+
+
+def _agent_enabled(config: dict[str, Any]) -> bool:
+    value = str(config.get("agent", "0"))
+    return value.split(",")[0] in ("1", "enabled=1")
+
+
+def _interfaces(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """What `network-get-interfaces` returns in a guest configured from ipconfig0/net0."""
+    mac = re.search(r"=([0-9A-Fa-f:]{17})", str(config.get("net0", "")))
+    ip = re.search(r"ip=([0-9.]+)/(\d+)", str(config.get("ipconfig0", "")))
+    eth0: dict[str, Any] = {
+        "name": "eth0",
+        "hardware-address": (mac.group(1) if mac else "bc:24:11:00:00:01").lower(),
+        "ip-addresses": [],
+    }
+    if ip:
+        eth0["ip-addresses"].append(
+            {"ip-address": ip.group(1), "ip-address-type": "ipv4", "prefix": int(ip.group(2))}
+        )
+    octets = [int(x, 16) for x in eth0["hardware-address"].split(":")]
+    slaac = f"2001:db8::{(octets[0] ^ 2) << 8 | octets[1]:x}:{octets[2]:x}ff:fe{octets[3]:x}:{octets[4] << 8 | octets[5]:x}"
+    eth0["ip-addresses"].append({"ip-address": slaac, "ip-address-type": "ipv6", "prefix": 64})
+    lo = {
+        "name": "lo",
+        "hardware-address": "00:00:00:00:00:00",
+        "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}],
+    }
+    return [lo, eth0]
+
+
+def seed_lab(
+    pve: LabPve, snippets_dir: Path, *, nodes: tuple[str, ...] = ("pve1", "pve2", "pve3")
+) -> None:
+    """The cluster a lab inventory expects: three nodes, shared VM storage, a template."""
+    for node in nodes:
+        pve.add_node(node)
+    # PVE creates the content subdirectories of a directory storage; the SSH upload expects them.
+    (snippets_dir / "snippets").mkdir(parents=True, exist_ok=True)
+    pve.storages["local"].update(
+        content="iso,vztmpl,backup,snippets", path=str(snippets_dir), avail=200 * 1024**3
+    )
+    # Shared VM storage (Ceph/NFS-like) so clones can land on any node.
+    pve.storages["local-lvm"].update(shared=1, total=2048 * 1024**3)
+    pve.add_vm(
+        TEMPLATE_VMID,
+        TEMPLATE_NAME,
+        node=nodes[0],
+        template=True,
+        config={
+            "template": 1,
+            "scsi0": "local-lvm:base-9000-disk-0,size=3584M",
+            "ide2": "local-lvm:vm-9000-cloudinit,media=cdrom",
+            "scsihw": "virtio-scsi-pci",
+            "net0": "virtio=BC:24:11:00:90:00,bridge=vmbr0",
+            "boot": "order=scsi0",
+            "serial0": "socket",
+            "agent": "1",
+            "cores": 2,
+            "memory": 2048,
+        },
+    )
+
+
+class ServedPve:
+    """A LabPve served on its own event loop in a daemon thread (tests stay synchronous)."""
+
+    def __init__(self, pve: LabPve, certfile: str, keyfile: str) -> None:
+        self.pve = pve
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.call(pve.start(certfile, keyfile))
+
+    def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run a coroutine (a fakepve scenario such as hold_config_lock) on the fake's loop."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(START_TIMEOUT)
+
+    def stop(self) -> None:
+        try:
+            self.call(settle())
+            self.call(self.pve.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(START_TIMEOUT)
+
+
+@contextmanager
+def serve_lab(host: str, port: int, workdir: Path) -> Iterator[ServedPve]:
+    """Start the lab cluster on https://host:port; yields it with `.cafile` set."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    certfile, keyfile, _ = make_cert(str(workdir), hosts=(host,))
+    pve = LabPve(user="root@pam", password="secret", host=host, port=port)
+    seed_lab(pve, workdir / "snippets-store")
+    served = ServedPve(pve, certfile, keyfile)
+    served.cafile = certfile  # type: ignore[attr-defined]
+    try:
+        yield served
+    finally:
+        served.stop()
