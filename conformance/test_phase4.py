@@ -1,0 +1,42 @@
+"""Phase 4 (Production) exit: production certificates, DNS, alerting (PRD)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from conformance.conftest import Criterion
+from conformance.test_phase1 import app_host
+from mk8s.checks import cluster
+from mk8s.checks import kube_facts as kf
+from mk8s.inventory import Environment
+
+pytestmark = pytest.mark.phase4
+
+PRODUCTION_ISSUER = "letsencrypt-prod"
+
+
+def test_production_certificate(env: Environment, kube: Any, criterion: Any) -> None:
+    c: Criterion = criterion("phase4.production_certificate", unit="days")
+    host = app_host(env)
+    cert = kf.certificate_for(kf.read_certificates(kube), host)
+    c.check(cluster.certificate(cert, host, PRODUCTION_ISSUER, datetime.now(UTC)))
+
+
+def test_dns_points_at_the_environment(env: Environment, criterion: Any) -> None:
+    c: Criterion = criterion("phase4.dns")
+    host = app_host(env)
+    c.check(
+        cluster.dns_resolves(
+            host, kf.resolve(host), [str(n.ip) for n in env.nodes], env.network.metallb_range
+        )
+    )
+
+
+def test_alerting_rules_and_alertmanager(env: Environment, kube: Any, criterion: Any) -> None:
+    c: Criterion = criterion("phase4.alerting")
+    namespace = cluster.MONITORING_NAMESPACES[env.monitoring.stack]
+    managers = [w for w in kf.read_workloads(kube, [namespace]) if "alertmanager" in w.name]
+    c.check(cluster.alerting(kf.count_prometheus_rules(kube), managers))

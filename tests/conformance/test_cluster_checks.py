@@ -1,0 +1,436 @@
+"""Each cluster check passes on a conforming cluster and fails on a broken one, judged from
+objects in a real kube-apiserver (statuses written as the controllers would write them)."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from mk8s.checks import cluster
+from mk8s.checks import kube_facts as kf
+from mk8s.inventory import Environment
+from tests.conformance.actors import FakeKubelet, ready_after
+
+pytestmark = pytest.mark.slow
+
+HOST = "app.dev.example.com"
+
+
+# --- nodes -----------------------------------------------------------------------------------
+
+
+def make_node(api: Any, name: str, ready: bool, reason: str = "KubeletReady") -> None:
+    core = client.CoreV1Api(api)
+    core.create_node(client.V1Node(metadata=client.V1ObjectMeta(name=name)))
+    now = datetime.now(UTC)
+    core.patch_node_status(
+        name,
+        {
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True" if ready else "False",
+                        "reason": reason,
+                        "message": "kubelet is posting ready status"
+                        if ready
+                        else "container runtime network not ready",
+                        "lastHeartbeatTime": now.isoformat(),
+                        "lastTransitionTime": now.isoformat(),
+                    }
+                ]
+            }
+        },
+    )
+
+
+@pytest.fixture
+def node_names(api: Any) -> list[str]:
+    tag = secrets.token_hex(2)
+    return [f"n{tag}-k8s-{i}" for i in (1, 2, 3)]
+
+
+def test_nodes_ready_passes_when_every_inventory_node_is_ready(
+    api: Any, node_names: list[str]
+) -> None:
+    for name in node_names:
+        make_node(api, name, ready=True)
+    verdict = cluster.nodes_ready(kf.read_nodes(api), node_names)
+    assert verdict.passed, verdict
+    assert verdict.measured == "3/3 Ready"
+
+
+def test_nodes_ready_fails_naming_the_not_ready_node(api: Any, node_names: list[str]) -> None:
+    make_node(api, node_names[0], ready=True)
+    make_node(api, node_names[1], ready=False, reason="KubeletNotReady")
+    make_node(api, node_names[2], ready=True)
+    verdict = cluster.nodes_ready(kf.read_nodes(api), node_names)
+    assert not verdict.passed
+    assert f"node {node_names[1]} not Ready (KubeletNotReady" in verdict.message
+
+
+def test_nodes_ready_fails_when_a_node_never_registered(api: Any, node_names: list[str]) -> None:
+    for name in node_names[:2]:
+        make_node(api, name, ready=True)
+    verdict = cluster.nodes_ready(kf.read_nodes(api), node_names)
+    assert not verdict.passed
+    assert f"node {node_names[2]} not registered" in verdict.message
+
+
+# --- add-ons -----------------------------------------------------------------------------------
+
+
+def make_deployment(api: Any, namespace: str, name: str, replicas: int, ready: int) -> None:
+    apps = client.AppsV1Api(api)
+    labels = {"app": name}
+    apps.create_namespaced_deployment(
+        namespace,
+        client.V1Deployment(
+            metadata=client.V1ObjectMeta(name=name),
+            spec=client.V1DeploymentSpec(
+                replicas=replicas,
+                selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="x")]),
+                ),
+            ),
+        ),
+    )
+    apps.patch_namespaced_deployment_status(
+        name, namespace, {"status": {"replicas": replicas, "readyReplicas": ready}}
+    )
+
+
+def test_addon_healthy_when_enabled_and_its_workloads_ready(api: Any, namespace: str) -> None:
+    make_deployment(api, namespace, "coredns", 1, 1)
+    workloads = kf.read_workloads(api, [namespace])
+    # The add-on's namespace is kube-system on a cluster; here the test's own namespace.
+    table = {"dns": (namespace, ("coredns",))}
+    verdict = _addons(["dns"], ["dns"], workloads, table)
+    assert verdict.passed, verdict
+
+
+def test_addon_unhealthy_when_its_deployment_is_not_ready(api: Any, namespace: str) -> None:
+    make_deployment(api, namespace, "coredns", 2, 1)
+    verdict = _addons(["dns"], ["dns"], kf.read_workloads(api, [namespace]),
+                      {"dns": (namespace, ("coredns",))})  # fmt: skip
+    assert not verdict.passed
+    assert f"Deployment {namespace}/coredns 1/2 ready" in verdict.message
+
+
+def test_addon_fails_when_not_enabled(api: Any, namespace: str) -> None:
+    verdict = cluster.addons_healthy(["metallb"], ["dns"], [])
+    assert not verdict.passed
+    assert "add-on metallb is not enabled" in verdict.message
+
+
+def _addons(
+    wanted: list[str],
+    enabled: list[str],
+    workloads: list[cluster.WorkloadFact],
+    table: dict[str, tuple[str, tuple[str, ...]]],
+) -> Any:
+    saved = dict(cluster.ADDON_WORKLOADS)
+    cluster.ADDON_WORKLOADS.update(table)
+    try:
+        return cluster.addons_healthy(wanted, enabled, workloads)
+    finally:
+        cluster.ADDON_WORKLOADS.clear()
+        cluster.ADDON_WORKLOADS.update(saved)
+
+
+# --- LoadBalancer ------------------------------------------------------------------------------
+
+
+def assign_lb_ip(api: Any, namespace: str, name: str, ip: str) -> None:
+    """What MetalLB's controller does once it allocated an address."""
+    client.CoreV1Api(api).patch_namespaced_service_status(
+        name, namespace, {"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}
+    )
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 answering like agnhost netexec (/hostname = pod name)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/hostname" and self.headers.get("Host") == HOST:
+                body, code = b"sample-app-7d4b9c-x2x", 200
+            else:
+                body, code = b"default backend - 404", 404
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _lb_verdict(api: Any, namespace: str, env: Environment, ip: str | None, url: str) -> Any:
+    kf.create_lb_service(api, namespace, "lb-probe", {"name": "nginx-ingress-microk8s"}, 80)
+    if ip:
+        assign_lb_ip(api, namespace, "lb-probe", ip)
+    ips = kf.wait_lb_ips(api, namespace, "lb-probe", timeout_s=1.0, poll_s=0.1)
+    probe = kf.http_get(url)
+    return cluster.loadbalancer(
+        f"Service {namespace}/lb-probe",
+        ips,
+        env.network.metallb_range,
+        probe.status is not None,
+        f"HTTP {probe.status}" if probe.status else probe.error,
+    )
+
+
+def test_loadbalancer_passes_with_pool_ip_that_answers(
+    api: Any, namespace: str, dev_env: Environment, http_server: str
+) -> None:
+    verdict = _lb_verdict(api, namespace, dev_env, "192.168.10.55", http_server + "/")
+    assert verdict.passed, verdict
+    assert verdict.measured == "192.168.10.55"
+
+
+def test_loadbalancer_fails_with_ip_outside_the_metallb_pool(
+    api: Any, namespace: str, dev_env: Environment, http_server: str
+) -> None:
+    verdict = _lb_verdict(api, namespace, dev_env, "192.168.10.70", http_server + "/")
+    assert not verdict.passed
+    assert "outside the MetalLB range 192.168.10.50-192.168.10.69" in verdict.message
+
+
+def test_loadbalancer_fails_when_no_ip_is_assigned(
+    api: Any, namespace: str, dev_env: Environment, http_server: str
+) -> None:
+    verdict = _lb_verdict(api, namespace, dev_env, None, http_server + "/")
+    assert not verdict.passed
+    assert "MetalLB assigned no IP" in verdict.message
+
+
+def test_loadbalancer_fails_when_the_ip_does_not_answer(
+    api: Any, namespace: str, dev_env: Environment
+) -> None:
+    closed = f"http://127.0.0.1:{_closed_port()}/"
+    verdict = _lb_verdict(api, namespace, dev_env, "192.168.10.55", closed)
+    assert not verdict.passed
+    assert "did not answer" in verdict.message
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when the block ends
+
+
+# --- ingress -----------------------------------------------------------------------------------
+
+
+def make_ingress(api: Any, namespace: str, host: str, service: str) -> None:
+    client.NetworkingV1Api(api).create_namespaced_ingress(
+        namespace,
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": "sample-app"},
+            "spec": {
+                "ingressClassName": "public",
+                "tls": [{"hosts": [host], "secretName": "sample-app-tls"}],
+                "rules": [
+                    {
+                        "host": host,
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/",
+                                    "pathType": "Prefix",
+                                    "backend": {
+                                        "service": {"name": service, "port": {"name": "http"}}
+                                    },
+                                }
+                            ]
+                        },
+                    }
+                ],
+            },
+        },
+    )
+
+
+def test_ingress_passes_when_host_routes_to_sample_app_and_it_answers(
+    api: Any, namespace: str, http_server: str
+) -> None:
+    make_ingress(api, namespace, HOST, "sample-app")
+    probe = kf.http_get(f"{http_server}/hostname", host=HOST)
+    verdict = cluster.ingress_routes(
+        kf.read_ingresses(api), HOST, "sample-app", probe, "sample-app"
+    )
+    assert verdict.passed, verdict
+
+
+def test_ingress_fails_when_no_rule_routes_the_env_host(
+    api: Any, namespace: str, http_server: str
+) -> None:
+    make_ingress(api, namespace, "app.stage.example.com", "sample-app")
+    probe = kf.http_get(f"{http_server}/hostname", host=HOST)
+    ingresses = [i for i in kf.read_ingresses(api) if i.namespace == namespace]
+    verdict = cluster.ingress_routes(ingresses, HOST, "sample-app", probe, "sample-app")
+    assert not verdict.passed
+    assert f"no Ingress routes {HOST} to service sample-app" in verdict.message
+
+
+def test_ingress_fails_when_the_controller_answers_404(
+    api: Any, namespace: str, http_server: str
+) -> None:
+    make_ingress(api, namespace, HOST, "sample-app")
+    probe = kf.http_get(f"{http_server}/hostname", host="other.example.com")
+    ingresses = [i for i in kf.read_ingresses(api) if i.namespace == namespace]
+    verdict = cluster.ingress_routes(ingresses, HOST, "sample-app", probe, "sample-app")
+    assert not verdict.passed
+    assert "answered HTTP 404" in verdict.message
+
+
+# --- certificate (cert-manager CRD) ------------------------------------------------------------
+
+
+def make_certificate(
+    api: Any,
+    namespace: str,
+    issuer: str,
+    ready: bool,
+    valid_days: float,
+    issuer_kind: str = "ClusterIssuer",
+) -> None:
+    custom = client.CustomObjectsApi(api)
+    custom.create_namespaced_custom_object(
+        "cert-manager.io", "v1", namespace, "certificates",
+        {
+            "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "metadata": {"name": "sample-app-tls"},
+            "spec": {
+                "secretName": "sample-app-tls", "dnsNames": [HOST],
+                "issuerRef": {"name": issuer, "kind": issuer_kind, "group": "cert-manager.io"},
+            },
+        },
+    )  # fmt: skip
+    now = datetime.now(UTC)
+    not_after = (now + timedelta(days=valid_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    custom.patch_namespaced_custom_object_status(
+        "cert-manager.io", "v1", namespace, "certificates", "sample-app-tls",
+        {
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Ready", "status": "True" if ready else "False",
+                        "reason": "Ready" if ready else "Issuing",
+                        "message": "Certificate is up to date and has not expired"
+                        if ready else "Issuing certificate as Secret does not exist",
+                        "lastTransitionTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    }
+                ],
+                "notBefore": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "notAfter": not_after,
+            }
+        },
+    )  # fmt: skip
+
+
+def _cert_verdict(api: Any, namespace: str, issuer: str) -> Any:
+    certs = [c for c in kf.read_certificates(api) if c.namespace == namespace]
+    return cluster.certificate(kf.certificate_for(certs, HOST), HOST, issuer, datetime.now(UTC))
+
+
+def test_certificate_passes_ready_from_env_issuer_valid_60_days(
+    api: Any, namespace: str, crds: list[str]
+) -> None:
+    make_certificate(api, namespace, "letsencrypt-staging", ready=True, valid_days=60)
+    verdict = _cert_verdict(api, namespace, "letsencrypt-staging")
+    assert verdict.passed, verdict
+    assert verdict.unit == "days" and float(verdict.measured) > 59
+
+
+def test_certificate_fails_from_the_wrong_issuer(api: Any, namespace: str, crds: list[str]) -> None:
+    make_certificate(api, namespace, "letsencrypt-prod", ready=True, valid_days=60)
+    verdict = _cert_verdict(api, namespace, "letsencrypt-staging")
+    assert not verdict.passed
+    assert "issued by ClusterIssuer letsencrypt-prod, not ClusterIssuer letsencrypt-staging" in (
+        verdict.message
+    )
+
+
+def test_certificate_fails_from_a_namespaced_issuer_of_the_same_name(
+    api: Any, namespace: str, crds: list[str]
+) -> None:
+    make_certificate(api, namespace, "letsencrypt-staging", True, 60, issuer_kind="Issuer")
+    assert not _cert_verdict(api, namespace, "letsencrypt-staging").passed
+
+
+def test_certificate_fails_when_expiring_within_30_days(
+    api: Any, namespace: str, crds: list[str]
+) -> None:
+    make_certificate(api, namespace, "letsencrypt-staging", ready=True, valid_days=12)
+    verdict = _cert_verdict(api, namespace, "letsencrypt-staging")
+    assert not verdict.passed
+    assert "below 30" in verdict.message
+
+
+def test_certificate_fails_when_not_ready(api: Any, namespace: str, crds: list[str]) -> None:
+    make_certificate(api, namespace, "letsencrypt-staging", ready=False, valid_days=60)
+    verdict = _cert_verdict(api, namespace, "letsencrypt-staging")
+    assert not verdict.passed
+    assert "not Ready (Issuing" in verdict.message
+
+
+def test_certificate_fails_when_none_covers_the_host(
+    api: Any, namespace: str, crds: list[str]
+) -> None:
+    verdict = _cert_verdict(api, namespace, "letsencrypt-staging")
+    assert not verdict.passed and verdict.measured == "no certificate"
+
+
+# --- pod cold start ------------------------------------------------------------------------------
+
+
+def test_pod_start_passes_when_ready_within_the_slo(
+    api: Any, namespace: str, dev_env: Environment
+) -> None:
+    with FakeKubelet(api, namespace, ready_after(4.0)):
+        seconds, detail = kf.measure_pod_start(api, namespace, "cold", timeout_s=10, poll_s=0.1)
+    verdict = cluster.pod_start("cold", seconds, dev_env.slo.pod_start_s, detail)
+    assert verdict.passed, verdict
+    assert verdict.measured == "4.0"
+
+
+def test_pod_start_fails_when_slower_than_the_slo(
+    api: Any, namespace: str, dev_env: Environment
+) -> None:
+    with FakeKubelet(api, namespace, ready_after(35.0)):
+        seconds, detail = kf.measure_pod_start(api, namespace, "slow", timeout_s=10, poll_s=0.1)
+    verdict = cluster.pod_start("slow", seconds, dev_env.slo.pod_start_s, detail)
+    assert not verdict.passed
+    assert "took 35.0s" in verdict.message
+
+
+def test_pod_start_fails_when_never_ready(api: Any, namespace: str) -> None:
+    with FakeKubelet(api, namespace, lambda pod: None):
+        seconds, detail = kf.measure_pod_start(api, namespace, "stuck", timeout_s=1, poll_s=0.1)
+    verdict = cluster.pod_start("stuck", seconds, 20, detail)
+    assert not verdict.passed
+    assert "never became Ready" in verdict.message
+    assert client.CoreV1Api(api).list_namespaced_pod(namespace).items == []  # cleaned up
