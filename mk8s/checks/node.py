@@ -140,14 +140,25 @@ def parse_ufw_status(text: str) -> tuple[bool, list[UfwRule]]:
     return active, rules
 
 
+def _rule_covers(to: str, port: int) -> bool:
+    """Does a ufw `To` column (`16443/tcp`, `10250:10255/tcp`, `80`) cover tcp `port`?"""
+    ports, _, proto = to.partition("/")
+    if proto not in ("", "tcp"):
+        return False
+    low, _, high = ports.partition(":")
+    if not low.isdigit() or (high and not high.isdigit()):
+        return False
+    return int(low) <= port <= int(high or low)
+
+
 def firewall(node: str, ufw_status: str, subnet: str, allowed_ports: Sequence[int]) -> Verdict:
     """ufw active; cluster ports allowed from the env subnet; NodePorts denied from elsewhere."""
     active, rules = parse_ufw_status(ufw_status)
     expected = f"ufw active; {len(allowed_ports)} ports allowed from {subnet}; NodePorts denied"
     if not active:
         return failed("inactive", expected, f"{node}: ufw is not active")
-    allowed = {r.to for r in rules if r.action == "ALLOW" and r.source == subnet}
-    missing = [p for p in allowed_ports if f"{p}/tcp" not in allowed and f"{p}" not in allowed]
+    allowed = [r.to for r in rules if r.action == "ALLOW" and r.source == subnet]
+    missing = [p for p in allowed_ports if not any(_rule_covers(to, p) for to in allowed)]
     nodeport_denied = any(
         r.to == f"{NODEPORT_RANGE}/tcp" and r.action in ("DENY", "REJECT") for r in rules
     )

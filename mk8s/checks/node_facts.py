@@ -49,7 +49,7 @@ class PinnedParamikoBackend(ParamikoBackend):  # type: ignore[misc]
 
 def node_host(ip: str, port: int, user: str, known_hosts: Path, key_file: Path | None) -> Host:
     """A testinfra Host for one node."""
-    return Host(PinnedParamikoBackend(f"paramiko://{user}@{ip}:{port}", known_hosts, key_file))
+    return Host(PinnedParamikoBackend(f"{user}@{ip}:{port}", known_hosts, key_file))
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,9 @@ class NodeShell:
         return self._run("snap list microk8s")
 
     def service_states(self, units: tuple[str, ...] = MICROK8S_SERVICES) -> dict[str, str]:
-        return {
-            unit: self._run(f"systemctl is-active {shlex.quote(unit)}").strip() for unit in units
-        }
+        """One `systemctl is-active` for all units: it prints one state per unit, in order."""
+        lines = self._run("systemctl is-active " + " ".join(map(shlex.quote, units))).split()
+        return {unit: lines[i] if i < len(lines) else "unknown" for i, unit in enumerate(units)}
 
     def listening_tcp(self) -> str:
         return self._run("ss -Htln")
