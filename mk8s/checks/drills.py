@@ -15,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from proxmoxer import ProxmoxAPI
+from proxmoxer.core import ResourceException
 
 from mk8s.checks import kube_facts as kf
 from mk8s.checks.cluster import NodeLossDrill, RestoreDrill
@@ -185,8 +187,13 @@ def node_loss_drill(
                 rescheduled = True
                 break
             sleep(poll_s)
-        start_result = vm.start()
+        try:
+            start_result = vm.start()
+        except (ResourceException, requests.RequestException) as exc:
+            # The node stays down: the verdict says so, and the operator must start it.
+            start_result = f"failed: {exc}"
         returned = False
+        deadline = clock() + timeout_s  # the node gets its own time to come back
         while clock() < deadline:
             if _node_ready(api, node.name):
                 returned = True
