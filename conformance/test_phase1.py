@@ -15,7 +15,7 @@ import pytest
 from conformance.conftest import Criterion
 from mk8s.checks import all_of, cluster, node
 from mk8s.checks import kube_facts as kf
-from mk8s.checks.node_facts import NodeShell
+from mk8s.checks.node_facts import NodeShell, on_every_node
 from mk8s.inventory import Environment
 
 pytestmark = pytest.mark.phase1
@@ -113,12 +113,19 @@ def test_microk8s_snap_on_inventory_channel(
 ) -> None:
     c: Criterion = criterion("phase1.snap_channel")
     want = env.microk8s.channel
-    c.check(all_of([node.snap_channel(n.name, n.snap_list(), want) for n in nodes], want))
+    c.check(
+        all_of(on_every_node(nodes, lambda n: node.snap_channel(n.name, n.snap_list(), want)), want)
+    )
 
 
 def test_microk8s_services_active(nodes: list[NodeShell], criterion: Any) -> None:
     c: Criterion = criterion("phase1.services")
-    c.check(all_of([node.services_active(n.name, n.service_states()) for n in nodes], "all active"))
+    c.check(
+        all_of(
+            on_every_node(nodes, lambda n: node.services_active(n.name, n.service_states())),
+            "all active",
+        )
+    )
 
 
 def test_expected_ports_listening(env: Environment, nodes: list[NodeShell], criterion: Any) -> None:
@@ -126,7 +133,7 @@ def test_expected_ports_listening(env: Environment, nodes: list[NodeShell], crit
     wanted = node.expected_ports(env)
     c.check(
         all_of(
-            [node.ports(n.name, n.ip, n.listening_tcp(), wanted) for n in nodes],
+            on_every_node(nodes, lambda n: node.ports(n.name, n.ip, n.listening_tcp(), wanted)),
             f"listening {', '.join(map(str, wanted))}",
         )
     )
@@ -134,9 +141,14 @@ def test_expected_ports_listening(env: Environment, nodes: list[NodeShell], crit
 
 def test_swap_off(nodes: list[NodeShell], criterion: Any) -> None:
     c: Criterion = criterion("phase1.swap_off")
-    c.check(all_of([node.swap_off(n.name, n.swapon()) for n in nodes], "off"))
+    c.check(all_of(on_every_node(nodes, lambda n: node.swap_off(n.name, n.swapon())), "off"))
 
 
 def test_time_synchronised(nodes: list[NodeShell], criterion: Any) -> None:
     c: Criterion = criterion("phase1.time_sync")
-    c.check(all_of([node.time_synchronised(n.name, n.ntp_synchronized()) for n in nodes], "yes"))
+    c.check(
+        all_of(
+            on_every_node(nodes, lambda n: node.time_synchronised(n.name, n.ntp_synchronized())),
+            "yes",
+        )
+    )

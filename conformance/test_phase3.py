@@ -11,7 +11,7 @@ import pytest
 from conformance.conftest import Criterion
 from conformance.test_phase1 import SAMPLE_NS, SAMPLE_SELECTOR
 from mk8s.checks import all_of, cluster, drills, node
-from mk8s.checks.node_facts import NodeShell
+from mk8s.checks.node_facts import NodeShell, on_every_node
 from mk8s.inventory import Environment
 
 pytestmark = pytest.mark.phase3
@@ -49,7 +49,7 @@ def test_firewall_rules_in_force(env: Environment, nodes: list[NodeShell], crite
     wanted = node.expected_ports(env)
     c.check(
         all_of(
-            [node.firewall(n.name, n.ufw_status(), subnet, wanted) for n in nodes],
+            on_every_node(nodes, lambda n: node.firewall(n.name, n.ufw_status(), subnet, wanted)),
             f"ufw active, cluster ports from {subnet} only",
         )
     )
@@ -59,10 +59,10 @@ def test_unattended_upgrades_enabled(nodes: list[NodeShell], criterion: Any) -> 
     c: Criterion = criterion("phase3.unattended_upgrades")
     c.check(
         all_of(
-            [
-                node.unattended_upgrades(n.name, n.apt_periodic(), n.unattended_unit())
-                for n in nodes
-            ],
+            on_every_node(
+                nodes,
+                lambda n: node.unattended_upgrades(n.name, n.apt_periodic(), n.unattended_unit()),
+            ),
             "enabled",
         )
     )
@@ -70,4 +70,9 @@ def test_unattended_upgrades_enabled(nodes: list[NodeShell], criterion: Any) -> 
 
 def test_ssh_password_login_off(nodes: list[NodeShell], criterion: Any) -> None:
     c: Criterion = criterion("phase3.ssh_password_off")
-    c.check(all_of([node.ssh_password_off(n.name, n.sshd_effective()) for n in nodes], "keys only"))
+    c.check(
+        all_of(
+            on_every_node(nodes, lambda n: node.ssh_password_off(n.name, n.sshd_effective())),
+            "keys only",
+        )
+    )

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import functools
 import shlex
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import paramiko
 from testinfra.backend.paramiko import ParamikoBackend
 from testinfra.host import Host
 
 from mk8s.checks.node import MICROK8S_SERVICES
+
+T = TypeVar("T")
 
 
 class PinnedParamikoBackend(ParamikoBackend):  # type: ignore[misc]
@@ -96,3 +100,11 @@ class NodeShell:
 
     def microk8s_status(self) -> str:
         return self._run("microk8s status --format yaml", privileged=True)
+
+
+def on_every_node(shells: Sequence[NodeShell], read: Callable[[NodeShell], T]) -> list[T]:
+    """`read` on every node at once (one SSH connection each), results in inventory order."""
+    if not shells:
+        return []
+    with ThreadPoolExecutor(max_workers=len(shells)) as pool:
+        return list(pool.map(read, shells))

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from mk8s.checks import all_of, node
-from mk8s.checks.node_facts import NodeShell, node_host
+from mk8s.checks.node_facts import NodeShell, node_host, on_every_node
 from mk8s.inventory import Environment
 from mk8s.load import parse_inventory
 from tests.conformance.conftest import ROOT
@@ -121,7 +121,8 @@ CHECKS: dict[str, Check] = {
 def verdicts(lab: Lab, only: str | None = None) -> dict[str, node.Verdict]:
     """Every node check over the lab's nodes (or only node `only`, to keep the tests quick)."""
     shells = [s for s in lab.shells() if only is None or s.name == only]
-    return {name: all_of([check(lab, s) for s in shells], name) for name, check in CHECKS.items()}
+    per_node = on_every_node(shells, lambda s: {k: c(lab, s) for k, c in CHECKS.items()})
+    return {name: all_of([v[name] for v in per_node], name) for name in CHECKS}
 
 
 def test_a_conforming_node_passes_every_node_check(lab: Lab) -> None:
