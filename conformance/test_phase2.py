@@ -72,7 +72,7 @@ def test_default_deny_network_policy_enforced(
         kube, scratch_namespace, "mk8s-np-probe", url, POD_TIMEOUT_S
     )
     denied = cluster.ConnectProbe(f"namespace {scratch_namespace}", url, connected, detail)
-    via_ingress = kf.http_get(f"http://{env.first_node.ip}{SAMPLE_PATH}", host=app_host(env))
+    via_ingress = kf.ingress_probe(str(env.first_node.ip), app_host(env), SAMPLE_PATH)
     allowed = cluster.ConnectProbe(
         "ingress controller",
         f"{SAMPLE_NS}/{SAMPLE_APP}",

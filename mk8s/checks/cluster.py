@@ -6,7 +6,7 @@ Facts are plain dataclasses (no kubernetes client types) so the verdicts are pur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, ip_address
@@ -76,7 +76,10 @@ ADDON_WORKLOADS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def addons_healthy(
-    wanted: Sequence[str], enabled: Sequence[str], workloads: Sequence[WorkloadFact]
+    wanted: Sequence[str],
+    enabled: Sequence[str],
+    workloads: Sequence[WorkloadFact],
+    where: Mapping[str, tuple[str, tuple[str, ...]]] = ADDON_WORKLOADS,
 ) -> Verdict:
     """Each inventory add-on is enabled (microk8s status) and its workloads are all ready."""
     expected = f"enabled and ready: {', '.join(wanted)}"
@@ -86,10 +89,10 @@ def addons_healthy(
         if addon not in enabled:
             problems.append(f"add-on {addon} is not enabled")
             continue
-        if addon not in ADDON_WORKLOADS:
+        if addon not in where:
             healthy.append(addon)  # no workloads of its own (rbac, ha-cluster, helm...)
             continue
-        namespace, names = ADDON_WORKLOADS[addon]
+        namespace, names = where[addon]
         mine = [
             w
             for w in workloads

@@ -16,11 +16,13 @@ from __future__ import annotations
 import hashlib
 import socket
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import requests
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -466,14 +468,39 @@ def daemonset_selector(api: client.ApiClient, namespace: str, name: str) -> dict
     return dict(ds.spec.selector.match_labels or {})
 
 
-def http_get(url: str, host: str | None = None, timeout_s: float = 5.0) -> HttpProbe:
-    """One plain HTTP GET (optionally with a Host header, as a browser for `host` would send)."""
+def http_get(
+    url: str, host: str | None = None, timeout_s: float = 5.0, verify: bool = True
+) -> HttpProbe:
+    """One HTTP GET (optionally with a Host header, as a browser for `host` would send)."""
     headers = {"Host": host} if host else {}
     try:
-        resp = requests.get(url, headers=headers, timeout=timeout_s, allow_redirects=False)
+        with warnings.catch_warnings():
+            # verify=False only where the certificate is judged elsewhere (see ingress_probe).
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+            resp = requests.get(
+                url, headers=headers, timeout=timeout_s, allow_redirects=False, verify=verify
+            )
     except requests.RequestException as exc:
         return HttpProbe(url, None, error=exc.__class__.__name__ + ": " + str(exc)[:200])
     return HttpProbe(url, resp.status_code, resp.text[:2000])
+
+
+REDIRECTS = (301, 302, 307, 308)
+
+
+def ingress_probe(
+    address: str, host: str, path: str, http_port: int = 80, https_port: int = 443
+) -> HttpProbe:
+    """GET `path` for `host` through the ingress controller at `address`.
+
+    ingress-nginx redirects HTTP to HTTPS (308) for hosts with TLS, so a redirect is followed
+    to the same address over HTTPS. The certificate is not verified here: routing is what this
+    probe shows; the certificate is judged from its Certificate object (phase1.tls).
+    """
+    probe = http_get(f"http://{address}:{http_port}{path}", host=host)
+    if probe.status in REDIRECTS:
+        probe = http_get(f"https://{address}:{https_port}{path}", host=host, verify=False)
+    return probe
 
 
 def count_prometheus_rules(api: client.ApiClient) -> int:

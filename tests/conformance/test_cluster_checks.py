@@ -136,15 +136,9 @@ def _addons(
     wanted: list[str],
     enabled: list[str],
     workloads: list[cluster.WorkloadFact],
-    table: dict[str, tuple[str, tuple[str, ...]]],
+    where: dict[str, tuple[str, tuple[str, ...]]],
 ) -> Any:
-    saved = dict(cluster.ADDON_WORKLOADS)
-    cluster.ADDON_WORKLOADS.update(table)
-    try:
-        return cluster.addons_healthy(wanted, enabled, workloads)
-    finally:
-        cluster.ADDON_WORKLOADS.clear()
-        cluster.ADDON_WORKLOADS.update(saved)
+    return cluster.addons_healthy(wanted, enabled, workloads, where)
 
 
 # --- LoadBalancer ------------------------------------------------------------------------------
@@ -434,3 +428,69 @@ def test_pod_start_fails_when_never_ready(api: Any, namespace: str) -> None:
     assert not verdict.passed
     assert "never became Ready" in verdict.message
     assert client.CoreV1Api(api).list_namespaced_pod(namespace).items == []  # cleaned up
+
+
+# --- the ingress probe follows ingress-nginx's HTTP -> HTTPS redirect ------------------------------
+
+
+@pytest.fixture
+def tls_ingress() -> Iterator[tuple[int, int]]:
+    """Like ingress-nginx for a host with TLS: HTTP answers 308 to HTTPS; HTTPS (a trustme
+    certificate the client does not trust, like LE staging) serves the app."""
+    import ssl
+
+    import trustme
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(308)
+            self.send_header("Location", f"https://{HOST}{self.path}")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class App(Redirect):
+        def do_GET(self) -> None:
+            body = b"sample-app-7d4b9c-x2x" if self.headers.get("Host") == HOST else b"404"
+            self.send_response(200 if self.headers.get("Host") == HOST else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(HOST).configure_cert(context)
+    plain = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    secure = ThreadingHTTPServer(("127.0.0.1", 0), App)
+    secure.socket = context.wrap_socket(secure.socket, server_side=True)
+    for server in (plain, secure):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield int(plain.server_address[1]), int(secure.server_address[1])
+    for server in (plain, secure):
+        server.shutdown()
+        server.server_close()
+
+
+def test_ingress_probe_follows_the_https_redirect_to_the_app(
+    api: Any, namespace: str, tls_ingress: tuple[int, int]
+) -> None:
+    http_port, https_port = tls_ingress
+    make_ingress(api, namespace, HOST, "sample-app")
+    probe = kf.ingress_probe("127.0.0.1", HOST, "/hostname", http_port, https_port)
+    ingresses = [i for i in kf.read_ingresses(api) if i.namespace == namespace]
+    verdict = cluster.ingress_routes(ingresses, HOST, "sample-app", probe, "sample-app")
+    assert verdict.passed, verdict
+    assert probe.url.startswith("https://")
+
+
+def test_ingress_probe_reports_a_redirect_to_nowhere(
+    api: Any, namespace: str, tls_ingress: tuple[int, int]
+) -> None:
+    http_port, _ = tls_ingress
+    make_ingress(api, namespace, HOST, "sample-app")
+    probe = kf.ingress_probe("127.0.0.1", HOST, "/hostname", http_port, _closed_port())
+    ingresses = [i for i in kf.read_ingresses(api) if i.namespace == namespace]
+    verdict = cluster.ingress_routes(ingresses, HOST, "sample-app", probe, "sample-app")
+    assert not verdict.passed
+    assert verdict.measured == "no answer"
