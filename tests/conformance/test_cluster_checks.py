@@ -494,3 +494,112 @@ def test_ingress_probe_reports_a_redirect_to_nowhere(
     verdict = cluster.ingress_routes(ingresses, HOST, "sample-app", probe, "sample-app")
     assert not verdict.passed
     assert verdict.measured == "no answer"
+
+
+# --- monitoring and alerting -------------------------------------------------------------------
+
+
+def make_statefulset(api: Any, namespace: str, name: str, replicas: int, ready: int) -> None:
+    apps = client.AppsV1Api(api)
+    labels = {"app": name}
+    apps.create_namespaced_stateful_set(
+        namespace,
+        client.V1StatefulSet(
+            metadata=client.V1ObjectMeta(name=name),
+            spec=client.V1StatefulSetSpec(
+                replicas=replicas,
+                service_name=name,
+                selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="x")]),
+                ),
+            ),
+        ),
+    )
+    apps.patch_namespaced_stateful_set_status(
+        name, namespace, {"status": {"replicas": replicas, "readyReplicas": ready}}
+    )
+
+
+def make_rule(api: Any, namespace: str, name: str) -> None:
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        "monitoring.coreos.com", "v1", namespace, "prometheusrules",
+        {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+         "metadata": {"name": name},
+         "spec": {"groups": [{"name": "node", "rules": [
+             {"alert": "NodeDown", "expr": "up == 0", "for": "5m"}]}]}},
+    )  # fmt: skip
+
+
+def test_monitoring_and_alerting_pass_with_the_stack_ready(
+    api: Any, namespace: str, crds: list[str]
+) -> None:
+    make_deployment(api, namespace, "kube-prom-stack-grafana", 1, 1)
+    make_statefulset(api, namespace, "prometheus-kube-prom-stack-prometheus", 1, 1)
+    make_statefulset(api, namespace, "alertmanager-kube-prom-stack-alertmanager", 1, 1)
+    make_rule(api, namespace, "node-rules")
+    workloads = kf.read_workloads(api, [namespace])
+    assert {w.kind for w in workloads} == {"Deployment", "StatefulSet"}
+    assert cluster.monitoring(namespace, workloads).passed
+    managers = [w for w in workloads if "alertmanager" in w.name]
+    verdict = cluster.alerting(kf.count_prometheus_rules(api), managers)
+    assert verdict.passed, verdict
+
+
+def test_monitoring_fails_when_prometheus_is_not_ready(api: Any, namespace: str) -> None:
+    make_deployment(api, namespace, "kube-prom-stack-grafana", 1, 1)
+    make_statefulset(api, namespace, "prometheus-kube-prom-stack-prometheus", 1, 0)
+    verdict = cluster.monitoring(namespace, kf.read_workloads(api, [namespace]))
+    assert not verdict.passed
+    assert f"StatefulSet {namespace}/prometheus-kube-prom-stack-prometheus 0/1 ready" in (
+        verdict.message
+    )
+
+
+def test_alerting_fails_without_an_alertmanager(api: Any, namespace: str, crds: list[str]) -> None:
+    make_rule(api, namespace, "node-rules")
+    managers = [w for w in kf.read_workloads(api, [namespace]) if "alertmanager" in w.name]
+    verdict = cluster.alerting(kf.count_prometheus_rules(api), managers)
+    assert not verdict.passed and "no Alertmanager workload" in verdict.message
+
+
+def test_resolve_uses_the_system_resolver() -> None:
+    assert kf.resolve("localhost") == ["127.0.0.1"]
+    assert kf.resolve("does-not-exist.invalid") == []
+
+
+def test_addon_daemonset_counts_ready_pods_per_node(api: Any, namespace: str) -> None:
+    """The ingress add-on is a DaemonSet: one pod per node must be ready."""
+    apps = client.AppsV1Api(api)
+    labels = {"name": "nginx-ingress-microk8s"}
+    apps.create_namespaced_daemon_set(
+        namespace,
+        client.V1DaemonSet(
+            metadata=client.V1ObjectMeta(name="nginx-ingress-microk8s-controller"),
+            spec=client.V1DaemonSetSpec(
+                selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="x")]),
+                ),
+            ),
+        ),
+    )
+    where = {"ingress": (namespace, ())}
+
+    def status(ready: int) -> Any:
+        apps.patch_namespaced_daemon_set_status(
+            "nginx-ingress-microk8s-controller",
+            namespace,
+            {"status": {"desiredNumberScheduled": 3, "numberReady": ready,
+                        "currentNumberScheduled": 3, "numberMisscheduled": 0}},
+        )  # fmt: skip
+        return cluster.addons_healthy(["ingress"], ["ingress"],
+                                      kf.read_workloads(api, [namespace]), where)  # fmt: skip
+
+    assert status(3).passed
+    degraded = status(2)
+    assert not degraded.passed
+    assert f"DaemonSet {namespace}/nginx-ingress-microk8s-controller 2/3 ready" in degraded.message
+    assert kf.daemonset_selector(api, namespace, "nginx-ingress-microk8s-controller") == labels
