@@ -295,8 +295,16 @@ def probe_pod(
     env: dict[str, str] | None = None,
     pvc: str | None = None,
     image: str = PROBE_IMAGE,
+    restricted: bool | None = None,
 ) -> client.V1Pod:
-    """A run-once pod running `sh -c script`; it reports through /dev/termination-log."""
+    """A run-once pod running `sh -c script`; it reports through /dev/termination-log.
+
+    Probes meet the Pod Security "restricted" profile (the sample app's namespace enforces it),
+    except by default those with a volume: a freshly provisioned volume (hostpath, NFS) may
+    be writable by root only, and they run in the suite's own namespaces.
+    """
+    if restricted is None:
+        restricted = pvc is None
     mounts, volumes = [], []
     if pvc:
         mounts = [client.V1VolumeMount(name="data", mount_path="/data")]
@@ -319,9 +327,24 @@ def probe_pod(
                     env=[client.V1EnvVar(name=k, value=v) for k, v in (env or {}).items()],
                     volume_mounts=mounts,
                     termination_message_policy="File",
+                    security_context=client.V1SecurityContext(
+                        allow_privilege_escalation=False,
+                        capabilities=client.V1Capabilities(drop=["ALL"]),
+                        read_only_root_filesystem=True,
+                    )
+                    if restricted
+                    else None,
                 )
             ],
             volumes=volumes,
+            security_context=client.V1PodSecurityContext(
+                run_as_non_root=True,
+                run_as_user=65534,
+                run_as_group=65534,
+                seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
+            )
+            if restricted
+            else None,
         ),
     )
 

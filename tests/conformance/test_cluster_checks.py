@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from mk8s.checks import cluster
 from mk8s.checks import kube_facts as kf
@@ -603,3 +604,36 @@ def test_addon_daemonset_counts_ready_pods_per_node(api: Any, namespace: str) ->
     assert not degraded.passed
     assert f"DaemonSet {namespace}/nginx-ingress-microk8s-controller 2/3 ready" in degraded.message
     assert kf.daemonset_selector(api, namespace, "nginx-ingress-microk8s-controller") == labels
+
+
+# --- probes pass Pod Security "restricted" (the sample app's namespace enforces it) ----------------
+
+
+@pytest.fixture
+def restricted_namespace(api: Any) -> str:
+    name = f"restricted-{secrets.token_hex(3)}"
+    labels = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }
+    client.CoreV1Api(api).create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+    )
+    return name
+
+
+def test_probe_pods_are_admitted_where_pod_security_is_restricted(
+    api: Any, restricted_namespace: str
+) -> None:
+    with FakeKubelet(api, restricted_namespace, ready_after(2.0)):
+        seconds, _ = kf.measure_pod_start(api, restricted_namespace, "cold", 10, poll_s=0.1)
+    assert seconds == 2.0
+
+
+def test_an_unrestricted_pod_is_refused_there(api: Any, restricted_namespace: str) -> None:
+    """The admission that the probe above passes is real: a root pod is rejected."""
+    pod = kf.probe_pod("root-probe", "true", restricted=False)
+    with pytest.raises(ApiException) as refused:
+        client.CoreV1Api(api).create_namespaced_pod(restricted_namespace, pod)
+    assert refused.value.status == 403
+    assert "violates PodSecurity" in str(refused.value.body)
