@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,7 +60,15 @@ def test_monitoring_stack_live(env: Environment, kube: Any, criterion: Any) -> N
         pytest.skip(f"{env.name}: monitoring.enabled is false in the inventory")
     c: Criterion = criterion("phase2.monitoring")
     namespace = cluster.MONITORING_NAMESPACES[env.monitoring.stack]
-    c.check(cluster.monitoring(namespace, kf.read_workloads(kube, [namespace])))
+    workloads = kf.read_workloads(kube, [namespace])
+    c.check(cluster.monitoring(namespace, workloads, kf.count_dashboards(kube, namespace)))
+
+
+def test_runbooks_drafted(criterion: Any) -> None:
+    """PRD phase 2 exit: runbooks drafted (DESIGN.md's list, in docs/ of this checkout)."""
+    c: Criterion = criterion("phase2.runbooks", unit="topics")
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    c.check(cluster.runbooks(sorted(p.name for p in docs.glob("*.md"))))
 
 
 def test_default_deny_network_policy_enforced(

@@ -6,6 +6,7 @@ Facts are plain dataclasses (no kubernetes client types) so the verdicts are pur
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -128,20 +129,55 @@ def workload_available(ref: str, workloads: Sequence[WorkloadFact]) -> Verdict:
 MONITORING_NAMESPACES = {"observability": "observability", "kube-prometheus-stack": "monitoring"}
 
 
-def monitoring(namespace: str, workloads: Sequence[WorkloadFact]) -> Verdict:
-    """The monitoring stack's workloads are all ready, Grafana and Prometheus among them."""
-    expected = f"all workloads in {namespace} ready, incl. grafana and prometheus"
+def monitoring(namespace: str, workloads: Sequence[WorkloadFact], dashboards: int) -> Verdict:
+    """ "Dashboards live": the stack's workloads all ready (Grafana and Prometheus among them)
+    and Grafana has dashboards provisioned (ConfigMaps labelled `grafana_dashboard`)."""
+    expected = f"all workloads in {namespace} ready, incl. grafana and prometheus; dashboards >= 1"
     if not workloads:
         return failed("no workloads", expected, f"no monitoring workloads in {namespace}")
-    problems = [f"{w.ref} {w.ready}/{w.desired} ready" for w in workloads
-                if w.desired == 0 or w.ready < w.desired]  # fmt: skip
+    unready = [w for w in workloads if w.desired == 0 or w.ready < w.desired]
+    problems = [f"{w.ref} {w.ready}/{w.desired} ready" for w in unready]
     for part in ("grafana", "prometheus"):
         if not any(part in w.name for w in workloads):
             problems.append(f"no {part} workload")
-    measured = f"{len(workloads) - len([w for w in workloads if w.ready < w.desired])}/{len(workloads)} ready"
+    if dashboards < 1:
+        problems.append("no Grafana dashboards provisioned")
+    measured = f"{len(workloads) - len(unready)}/{len(workloads)} ready, {dashboards} dashboards"
     if problems:
         return failed(measured, expected, f"{namespace}: " + "; ".join(problems))
-    return passed(measured, expected, f"{namespace}: monitoring stack ready")
+    return passed(measured, expected, f"{namespace}: monitoring stack ready, dashboards live")
+
+
+# What "runbooks drafted" (PRD phase 2) means here: DESIGN.md's runbooks in docs/, matched by
+# the words of a file name (`restore-drill.md`, `disaster_recovery.md`, `dr.md`).
+RUNBOOK_TOPICS: dict[str, str] = {
+    "onboarding": r"onboard",
+    "upgrade": r"upgrade",
+    "drain": r"drain",
+    "restore drill": r"restore",
+    "disaster recovery": r"disaster|dr$",
+    "troubleshooting": r"troubleshoot",
+}
+
+
+def runbooks(doc_names: Sequence[str]) -> Verdict:
+    """A runbook exists in docs/ for every topic of RUNBOOK_TOPICS."""
+    words = [
+        word
+        for name in doc_names
+        if name.lower().endswith(".md")
+        for word in re.split(r"[-_.]", name.lower().removesuffix(".md"))
+    ]
+    missing = [
+        topic
+        for topic, pattern in RUNBOOK_TOPICS.items()
+        if not any(re.match(pattern, word) for word in words)
+    ]
+    expected = "runbooks: " + ", ".join(RUNBOOK_TOPICS)
+    measured = f"{len(RUNBOOK_TOPICS) - len(missing)}/{len(RUNBOOK_TOPICS)} topics"
+    if missing:
+        return failed(measured, expected, "no runbook in docs/ for: " + ", ".join(missing))
+    return passed(measured, expected, "a runbook exists for every topic")
 
 
 def dns_resolves(
@@ -550,5 +586,6 @@ __all__ = [
     "pod_start",
     "pvc_keeps_data",
     "rbac_matrix",
+    "runbooks",
     "workload_available",
 ]

@@ -546,3 +546,11 @@ def resolve(host: str) -> list[str]:
     except socket.gaierror:
         return []
     return sorted({str(info[4][0]) for info in infos})
+
+
+def count_dashboards(api: client.ApiClient, namespace: str) -> int:
+    """Grafana dashboards provisioned by the sidecar: ConfigMaps labelled `grafana_dashboard`."""
+    found: Any = client.CoreV1Api(api).list_namespaced_config_map(
+        namespace, label_selector="grafana_dashboard"
+    )
+    return len(found.items or [])

@@ -542,7 +542,11 @@ def test_monitoring_and_alerting_pass_with_the_stack_ready(
     make_rule(api, namespace, "node-rules")
     workloads = kf.read_workloads(api, [namespace])
     assert {w.kind for w in workloads} == {"Deployment", "StatefulSet"}
-    assert cluster.monitoring(namespace, workloads).passed
+    client.CoreV1Api(api).create_namespaced_config_map(namespace, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="k8s-resources-cluster",
+                                     labels={"grafana_dashboard": "1"}),
+        data={"cluster.json": "{}"}))  # fmt: skip
+    assert cluster.monitoring(namespace, workloads, kf.count_dashboards(api, namespace)).passed
     managers = [w for w in workloads if "alertmanager" in w.name]
     verdict = cluster.alerting(kf.count_prometheus_rules(api), managers)
     assert verdict.passed, verdict
@@ -551,7 +555,9 @@ def test_monitoring_and_alerting_pass_with_the_stack_ready(
 def test_monitoring_fails_when_prometheus_is_not_ready(api: Any, namespace: str) -> None:
     make_deployment(api, namespace, "kube-prom-stack-grafana", 1, 1)
     make_statefulset(api, namespace, "prometheus-kube-prom-stack-prometheus", 1, 0)
-    verdict = cluster.monitoring(namespace, kf.read_workloads(api, [namespace]))
+    verdict = cluster.monitoring(
+        namespace, kf.read_workloads(api, [namespace]), kf.count_dashboards(api, namespace)
+    )
     assert not verdict.passed
     assert f"StatefulSet {namespace}/prometheus-kube-prom-stack-prometheus 0/1 ready" in (
         verdict.message

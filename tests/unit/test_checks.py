@@ -217,8 +217,10 @@ def test_monitoring_and_alerting_need_their_components() -> None:
     ready = [cluster.WorkloadFact("observability", "Deployment", n, 1, 1)
              for n in ("kube-prom-stack-grafana", "prometheus-kube-prom-stack-prometheus",
                        "alertmanager-kube-prom-stack-alertmanager")]  # fmt: skip
-    assert cluster.monitoring("observability", ready).passed
-    assert not cluster.monitoring("observability", ready[1:]).passed  # no grafana
+    assert cluster.monitoring("observability", ready, dashboards=12).passed
+    assert not cluster.monitoring("observability", ready[1:], dashboards=12).passed  # no grafana
+    no_boards = cluster.monitoring("observability", ready, dashboards=0)
+    assert not no_boards.passed and "no Grafana dashboards" in no_boards.message
     assert cluster.alerting(12, ready[2:]).passed
     assert not cluster.alerting(0, ready[2:]).passed
     assert not cluster.alerting(12, []).passed
@@ -260,3 +262,19 @@ def test_nox_conformance_reads_the_env_name() -> None:
     assert env_name("prod") == "prod"
     with pytest.raises(ValueError, match="missing --env"):
         env_option(["-m", "phase1"])
+
+
+def test_runbooks_cover_every_topic_of_the_design() -> None:
+    full = ["onboarding.md", "upgrade.md", "node-drain.md", "restore-drill.md",
+            "dr.md", "troubleshooting.md", "conformance.md"]  # fmt: skip
+    assert cluster.runbooks(full).passed
+    partial = cluster.runbooks(["conformance.md", "bootstrap.md", "upgrade.md"])
+    assert not partial.passed
+    assert partial.message == (
+        "no runbook in docs/ for: onboarding, drain, restore drill, disaster recovery, "
+        "troubleshooting"
+    )
+    assert cluster.runbooks([*full[:4], "disaster-recovery.md", "troubleshooting.md"]).passed
+    # "drain" is not "dr": a drain runbook does not count as disaster recovery.
+    no_dr = cluster.runbooks([n for n in full if n != "dr.md"])
+    assert not no_dr.passed and no_dr.message.endswith("disaster recovery")
