@@ -72,9 +72,9 @@ def ready_after(seconds: float) -> PodFate:
 
 
 class FakeKubelet:
-    """Polls pods of one namespace and patches each once with `fate(pod)`'s status."""
+    """Polls pods of one namespace (None: all) and patches each once with `fate(pod)`'s status."""
 
-    def __init__(self, api: Any, namespace: str, fate: PodFate) -> None:
+    def __init__(self, api: Any, namespace: str | None, fate: PodFate) -> None:
         self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.fate = fate
@@ -92,7 +92,12 @@ class FakeKubelet:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for pod in self.core.list_namespaced_pod(self.namespace).items:
+            pods = (
+                self.core.list_namespaced_pod(self.namespace)
+                if self.namespace
+                else self.core.list_pod_for_all_namespaces()
+            )
+            for pod in pods.items:
                 uid = pod.metadata.uid
                 if uid in self.handled:
                     continue
@@ -100,7 +105,9 @@ class FakeKubelet:
                 if body is None:
                     continue
                 try:
-                    self.core.patch_namespaced_pod_status(pod.metadata.name, self.namespace, body)
+                    self.core.patch_namespaced_pod_status(
+                        pod.metadata.name, pod.metadata.namespace, body
+                    )
                     self.handled.add(uid)
                 except ApiException as exc:
                     if exc.status != 404:

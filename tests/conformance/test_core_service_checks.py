@@ -284,7 +284,9 @@ def rbac_objects(env: Environment) -> tuple[list[dict[str, Any]], str]:
     return out, source
 
 
-def _apply(api: Any, docs: list[dict[str, Any]], skip: str | None = None) -> None:
+def apply_rbac(api: Any, docs: list[dict[str, Any]], skip: str | None = None) -> None:
+    """Create or replace each object, as an apply would: cluster-wide bindings have fixed
+    names (mk8s-cluster-admin, ...) and each test binds its own groups to them."""
     rbac = client.RbacAuthorizationV1Api(api)
     core = client.CoreV1Api(api)
     for doc in docs:
@@ -292,21 +294,26 @@ def _apply(api: Any, docs: list[dict[str, Any]], skip: str | None = None) -> Non
         ns = doc["metadata"].get("namespace")
         if f"{ns}/{name}" == skip:
             continue
+        if doc["kind"] == "ClusterRole":
+            create, replace = rbac.create_cluster_role, rbac.replace_cluster_role
+            args: tuple[str, ...] = ()
+        elif doc["kind"] == "ClusterRoleBinding":
+            create, replace = rbac.create_cluster_role_binding, rbac.replace_cluster_role_binding
+            args = ()
+        else:
+            with contextlib.suppress(ApiException):
+                core.create_namespace({"metadata": {"name": ns}})
+            create, replace = (
+                rbac.create_namespaced_role_binding,
+                rbac.replace_namespaced_role_binding,
+            )
+            args = (ns,)
         try:
-            if doc["kind"] == "ClusterRole":
-                rbac.create_cluster_role(doc)
-            elif doc["kind"] == "ClusterRoleBinding":
-                rbac.create_cluster_role_binding(doc)
-            else:
-                try:
-                    core.create_namespace({"metadata": {"name": ns}})
-                except ApiException as exc:
-                    if exc.status != 409:
-                        raise
-                rbac.create_namespaced_role_binding(ns, doc)
+            create(*args, doc)
         except ApiException as exc:
             if exc.status != 409:
                 raise
+            replace(name, *args, doc)
 
 
 def _env_with_team(dev_env: Environment, team: str) -> Environment:
@@ -322,7 +329,7 @@ def test_rbac_matrix_passes_with_the_platform_roles_applied(
 ) -> None:
     env = _env_with_team(dev_env, f"t{secrets.token_hex(3)}")
     docs, source = rbac_objects(env)
-    _apply(api, docs)
+    apply_rbac(api, docs)
     cells = [(cell, kf.review_access(api, cell)) for cell in rbac_expectations(env)]
     verdict = cluster.rbac_matrix(cells)
     print(f"RBAC objects from {source}")
@@ -336,7 +343,7 @@ def test_rbac_matrix_fails_when_the_developer_binding_is_missing(
     team = f"t{secrets.token_hex(3)}"
     env = _env_with_team(dev_env, team)
     docs, _ = rbac_objects(env)
-    _apply(api, docs, skip=f"{team}/developer")
+    apply_rbac(api, docs, skip=f"{team}/developer")
     verdict = cluster.rbac_matrix([(c, kf.review_access(api, c)) for c in rbac_expectations(env)])
     assert not verdict.passed
     assert (
@@ -353,7 +360,7 @@ def test_rbac_matrix_fails_when_a_role_grants_too_much(api: Any, dev_env: Enviro
     for doc in docs:
         if doc["kind"] == "RoleBinding" and doc["metadata"]["name"] == "developer":
             doc["roleRef"]["name"] = "admin"
-    _apply(api, docs)
+    apply_rbac(api, docs)
     verdict = cluster.rbac_matrix([(c, kf.review_access(api, c)) for c in rbac_expectations(env)])
     assert not verdict.passed
     assert "create rolebindings.rbac.authorization.k8s.io in" in verdict.message
