@@ -5,6 +5,7 @@ Its JUnit XML must carry the evidence contract: criterion, phase, measured, targ
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import subprocess
 import sys
@@ -183,7 +184,9 @@ class SuiteLab:
     env: Environment
 
 
-def make_lab(api: Any, sshd_factory: SshdFactory, tmp_path: Path) -> SuiteLab:
+def make_lab(
+    api: Any, sshd_factory: SshdFactory, tmp_path: Path, proxmox: dict[str, Any] | None = None
+) -> SuiteLab:
     tag = secrets.token_hex(2)
     names = [f"e2e{tag}-k8s-{i}" for i in (1, 2, 3)]
     state = tmp_path / "node-state"
@@ -201,6 +204,7 @@ def make_lab(api: Any, sshd_factory: SshdFactory, tmp_path: Path) -> SuiteLab:
     data["nodes"] = [{"name": n.name, "vmid": 1101 + i, "ip": n.host, "pve_node": f"pve{i + 1}"}
                      for i, n in enumerate(nodes)]  # fmt: skip
     data["ssh"].update(user="root", port=nodes[0].port, private_key_file=str(key))
+    data["proxmox"].update(proxmox or {})
     inventory = tmp_path / "lab.yaml"
     inventory.write_text(yaml.safe_dump(data))
     (state / "ips").write_text(" ".join(n.host for n in nodes))
@@ -215,7 +219,12 @@ def make_lab(api: Any, sshd_factory: SshdFactory, tmp_path: Path) -> SuiteLab:
 
 
 def run_suite(
-    lab: SuiteLab, server: KubeApiServer, tmp_path: Path, marker: str, select: str
+    lab: SuiteLab,
+    server: KubeApiServer,
+    tmp_path: Path,
+    marker: str,
+    select: str,
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, tuple[dict[str, str], bool]]]:
     """`pytest conformance` as an operator runs it; (the run, criterion -> (properties, ok))."""
     junit = tmp_path / f"junit-{marker.replace(' ', '-')}.xml"
@@ -227,6 +236,7 @@ def run_suite(
             "-m", marker, "-k", select, f"--junitxml={junit}", "-o", "junit_family=xunit2",
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, **(env or {})},
     )  # fmt: skip
     by_criterion: dict[str, tuple[dict[str, str], bool]] = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
@@ -378,3 +388,41 @@ def test_suite_judges_core_services_and_hardening(
         "denied path blocked, allowed path open"
     )
     assert by_criterion["phase2.pvc_persistence"][0]["measured"] == "Bound, data kept"
+
+
+def test_suite_runs_the_node_loss_drill_through_proxmox(
+    kube_apiserver: KubeApiServer,
+    api: Any,
+    crds: list[str],
+    sshd_factory: SshdFactory,
+    tmp_path: Path,
+    fakepve: Any,
+    fakepve_cafile: str,
+) -> None:
+    """phase3.availability end to end: the suite powers the last node off through fakepve
+    (token from the variables the inventory names) while an actor moves its pods."""
+    from tests.conformance.test_availability_drill import ClusterActor, _run_pod
+
+    fakepve.apitokens["root@pam!mk8s"] = "e2e-secret"
+    lab = make_lab(api, sshd_factory, tmp_path,
+                   proxmox={"endpoint": fakepve.url, "ca_bundle": fakepve_cafile})  # fmt: skip
+    core = client.CoreV1Api(api)
+    for node in lab.env.nodes:
+        fakepve.add_vm(node.vmid, node.name, node=node.pve_node, status="running")
+    for pod in core.list_namespaced_pod("sample-app").items:  # leftovers of other runs
+        core.delete_namespaced_pod(pod.metadata.name, "sample-app", grace_period_seconds=0)
+    _run_pod(core, "sample-app", lab.names[0])
+    _run_pod(core, "sample-app", lab.names[2])
+    victim = lab.env.nodes[2]
+    tokens = {lab.env.proxmox.token_id_env: "root@pam!mk8s",
+              lab.env.proxmox.token_secret_env: "e2e-secret"}  # fmt: skip
+    with ClusterActor(api, fakepve, victim.vmid, lab.names[2], lab.names[1], "sample-app"):
+        run, by_criterion = run_suite(lab, kube_apiserver, tmp_path, "phase3",
+                                      "node_loss_availability", env=tokens)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    props, ok = by_criterion["phase3.availability"]
+    assert ok and props["unit"] == "s" and float(props["measured"]) < 5
+    assert fakepve.vm(victim.vmid).status == "running"
+    stops = [path for method, path, _ in fakepve.requests if method == "POST" and "stop" in path]
+    assert stops == [f"/api2/json/nodes/{victim.pve_node}/qemu/{victim.vmid}/status/stop"]
+    assert "e2e-secret" not in run.stdout + run.stderr  # the token never shows
