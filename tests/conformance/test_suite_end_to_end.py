@@ -35,10 +35,11 @@ __all__ = ["sshd_factory"]
 
 pytestmark = pytest.mark.slow
 
+INGRESS_DS = "nginx-ingress-microk8s-controller"
 SELECTED = (
     "all_nodes_ready or ha_three_voters or snap_on_inventory_channel or services_active or swap_off"
     " or time_synchronised or tls_staging or sample_app_available or ingress_routes"
-    " or loadbalancer or pod_cold_start"
+    " or loadbalancer or pod_cold_start or addons_enabled_and_healthy"
 )
 
 
@@ -152,7 +153,7 @@ def _ingress_controller(api: Any, domain: str) -> None:
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="ingress")))
     labels = {"name": "nginx-ingress-microk8s"}
     apps.create_namespaced_daemon_set("ingress", client.V1DaemonSet(
-        metadata=client.V1ObjectMeta(name="nginx-ingress-microk8s-controller"),
+        metadata=client.V1ObjectMeta(name=INGRESS_DS),
         spec=client.V1DaemonSetSpec(
             selector=client.V1LabelSelector(match_labels=labels),
             template=client.V1PodTemplateSpec(
@@ -209,6 +210,7 @@ def make_lab(
     inventory.write_text(yaml.safe_dump(data))
     (state / "ips").write_text(" ".join(n.host for n in nodes))
     (state / "subnet").write_text(f"{prefix}.0/24")
+    (state / "addons").write_text(" ".join(data["microk8s"]["addons"]))
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(cluster.known_hosts())
     domain = data["ingress"]["domain"]
@@ -248,6 +250,27 @@ def run_suite(
     return run, by_criterion
 
 
+def _addon_workloads(api: Any) -> None:
+    """Every dev add-on's workloads, ready, where MicroK8s puts them (cluster.ADDON_WORKLOADS)."""
+    from mk8s.checks.cluster import ADDON_WORKLOADS
+    from tests.conformance.test_cluster_checks import make_deployment
+
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    for addon, (namespace, names) in ADDON_WORKLOADS.items():
+        if addon == "ingress":  # the DaemonSet _ingress_controller made: 3 nodes, 3 ready
+            apps.patch_namespaced_daemon_set_status(
+                INGRESS_DS, "ingress",
+                {"status": {"desiredNumberScheduled": 3, "numberReady": 3,
+                            "currentNumberScheduled": 3, "numberMisscheduled": 0}},
+            )  # fmt: skip
+            continue
+        if not _exists(core.read_namespace, namespace):
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        name = names[0] if names else addon
+        if not _exists(apps.read_namespaced_deployment, name, namespace):
+            make_deployment(api, namespace, name, 1, 1)
+
+
 def test_suite_records_every_criterion_in_junit(
     kube_apiserver: KubeApiServer,
     api: Any,
@@ -257,6 +280,7 @@ def test_suite_records_every_criterion_in_junit(
 ) -> None:
     lab = make_lab(api, sshd_factory, tmp_path)
     names, nodes, prefix, domain = lab.names, lab.nodes, lab.prefix, lab.domain
+    _addon_workloads(api)
     # One node drifted to another channel: that criterion must fail, the others pass.
     (lab.state / names[1]).mkdir()
     (lab.state / names[1] / "channel").write_text("1.32/stable")
@@ -269,7 +293,7 @@ def test_suite_records_every_criterion_in_junit(
     ):
         run, by_criterion = run_suite(lab, kube_apiserver, tmp_path, "phase1", SELECTED)
     assert run.returncode == 1, run.stdout + run.stderr  # some criteria fail on purpose
-    assert len(by_criterion) == 11, sorted(by_criterion)
+    assert len(by_criterion) == 12, sorted(by_criterion)
     assert {props["phase"] for props, _ in by_criterion.values()} == {"phase1"}
     assert {c for c, (_, ok) in by_criterion.items() if not ok} == {"phase1.snap_channel"}
     assert by_criterion["phase1.nodes_ready"][0]["measured"] == "3/3 Ready"
@@ -285,6 +309,7 @@ def test_suite_records_every_criterion_in_junit(
     assert by_criterion["phase1.loadbalancer"][0]["measured"] == f"{prefix}.50"
     assert by_criterion["phase1.pod_start"][0]["measured"] == "3.0"
     assert by_criterion["phase1.pod_start"][0]["unit"] == "s"
+    assert by_criterion["phase1.addons"][0]["measured"] == "9/9 healthy"
 
 
 @contextlib.contextmanager
