@@ -250,13 +250,16 @@ def run_suite(
     return run, by_criterion
 
 
-def _addon_workloads(api: Any) -> None:
-    """Every dev add-on's workloads, ready, where MicroK8s puts them (cluster.ADDON_WORKLOADS)."""
+def _addon_workloads(api: Any, env: Environment) -> None:
+    """The env's add-ons' workloads, ready, where MicroK8s puts them (cluster.ADDON_WORKLOADS)."""
     from mk8s.checks.cluster import ADDON_WORKLOADS
     from tests.conformance.test_cluster_checks import make_deployment
 
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    for addon, (namespace, names) in ADDON_WORKLOADS.items():
+    for addon in env.microk8s.addons:
+        if addon not in ADDON_WORKLOADS:
+            continue
+        namespace, names = ADDON_WORKLOADS[addon]
         if addon == "ingress":  # the DaemonSet _ingress_controller made: 3 nodes, 3 ready
             apps.patch_namespaced_daemon_set_status(
                 INGRESS_DS, "ingress",
@@ -280,7 +283,7 @@ def test_suite_records_every_criterion_in_junit(
 ) -> None:
     lab = make_lab(api, sshd_factory, tmp_path)
     names, nodes, prefix, domain = lab.names, lab.nodes, lab.prefix, lab.domain
-    _addon_workloads(api)
+    _addon_workloads(api, lab.env)
     # One node drifted to another channel: that criterion must fail, the others pass.
     (lab.state / names[1]).mkdir()
     (lab.state / names[1] / "channel").write_text("1.32/stable")
@@ -353,11 +356,12 @@ def _core_services(api: Any, lab: SuiteLab) -> None:
     for doc in _sample_app_policies("sample-app"):
         with contextlib.suppress(ApiException):
             net.create_namespaced_network_policy("sample-app", doc)
-    core = client.CoreV1Api(api)
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     if not _exists(core.read_namespace, "observability"):
         core.create_namespace(
             client.V1Namespace(metadata=client.V1ObjectMeta(name="observability"))
         )
+    if not _exists(apps.read_namespaced_deployment, "kube-prom-stack-grafana", "observability"):
         make_deployment(api, "observability", "kube-prom-stack-grafana", 1, 1)
         make_statefulset(api, "observability", "prometheus-kube-prom-stack-prometheus", 1, 1)
         core.create_namespaced_config_map("observability", client.V1ConfigMap(
