@@ -455,3 +455,38 @@ def test_suite_runs_the_node_loss_drill_through_proxmox(
     stops = [path for method, path, _ in fakepve.requests if method == "POST" and "stop" in path]
     assert stops == [f"/api2/json/nodes/{victim.pve_node}/qemu/{victim.vmid}/status/stop"]
     assert "e2e-secret" not in run.stdout + run.stderr  # the token never shows
+
+
+def test_suite_phase4_on_a_dev_environment(
+    kube_apiserver: KubeApiServer,
+    api: Any,
+    crds: list[str],
+    sshd_factory: SshdFactory,
+    tmp_path: Path,
+) -> None:
+    """Dev holds a staging certificate and has no public DNS: phase 4 says exactly that, while
+    the alerting criterion passes on the rules and Alertmanager it finds."""
+    from tests.conformance.test_cluster_checks import make_rule, make_statefulset
+
+    lab = make_lab(api, sshd_factory, tmp_path)
+    apps = client.AppsV1Api(api)
+    with contextlib.suppress(ApiException):
+        client.CoreV1Api(api).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name="observability"))
+        )
+    if not _exists(apps.read_namespaced_stateful_set, "alertmanager-main", "observability"):
+        make_statefulset(api, "observability", "alertmanager-main", 1, 1)
+        make_rule(api, "observability", "node-rules")
+    run, by_criterion = run_suite(lab, kube_apiserver, tmp_path, "phase4", "not served")
+    assert run.returncode == 1, run.stdout + run.stderr
+    cert, cert_ok = by_criterion["phase4.production_certificate"]
+    assert not cert_ok and "ClusterIssuer letsencrypt-prod" in cert["target"]
+    assert "issued by ClusterIssuer letsencrypt-staging, not ClusterIssuer letsencrypt-prod" in (
+        run.stdout
+    )
+    # app.dev.example.com is nobody's: unresolved (or, behind a hijacking resolver, elsewhere).
+    _dns, dns_ok = by_criterion["phase4.dns"]
+    assert not dns_ok
+    alerting, alerting_ok = by_criterion["phase4.alerting"]
+    assert alerting_ok, run.stdout
+    assert alerting["measured"].endswith("1 alertmanager")
