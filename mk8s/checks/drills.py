@@ -278,7 +278,8 @@ def restore_drill(
         if pod.status and pod.status.phase == "Running":
             break
         sleep(2.0)
-    stamp = format(int(time.time()), "x")
+    # Unique per drill: two drills within a second must not share a Backup name.
+    stamp = f"{int(time.time()):x}-{os.urandom(2).hex()}"
     backup, restore = f"mk8s-drill-{stamp}", f"mk8s-drill-{stamp}"
     custom.create_namespaced_custom_object(
         *VELERO, VELERO_NS, "backups",
