@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -39,8 +40,30 @@ INGRESS_DS = "nginx-ingress-microk8s-controller"
 SELECTED = (
     "all_nodes_ready or ha_three_voters or snap_on_inventory_channel or services_active or swap_off"
     " or time_synchronised or tls_staging or sample_app_available or ingress_routes"
-    " or loadbalancer or pod_cold_start or addons_enabled_and_healthy"
+    " or loadbalancer or pod_cold_start or addons_enabled_and_healthy or expected_ports"
 )
+
+
+@contextlib.contextmanager
+def node_ports(lab: SuiteLab, busy: set[tuple[str, int]]) -> Iterator[None]:
+    """Real listening sockets for the node ports (those in `busy` already have a server)."""
+    from mk8s.checks.node import expected_ports
+
+    socks = []
+    for n in lab.nodes:
+        for port in expected_ports(lab.env):
+            if (n.host, port) in busy:
+                continue
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((n.host, port))
+            sock.listen()
+            socks.append(sock)
+    try:
+        yield
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def _exists(read: Any, *args: str) -> bool:
@@ -291,12 +314,13 @@ def test_suite_records_every_criterion_in_junit(
     with (
         serving(nodes[0].host, f"app.{domain}"),
         serving(f"{prefix}.50", f"app.{domain}"),
+        node_ports(lab, busy={(nodes[0].host, 80)}),
         metallb(api, "ingress", f"{prefix}.50"),
         FakeKubelet(api, "sample-app", ready_after(3.0)),
     ):
         run, by_criterion = run_suite(lab, kube_apiserver, tmp_path, "phase1", SELECTED)
     assert run.returncode == 1, run.stdout + run.stderr  # some criteria fail on purpose
-    assert len(by_criterion) == 12, sorted(by_criterion)
+    assert len(by_criterion) == 13, sorted(by_criterion)
     assert {props["phase"] for props, _ in by_criterion.values()} == {"phase1"}
     assert {c for c, (_, ok) in by_criterion.items() if not ok} == {"phase1.snap_channel"}
     assert by_criterion["phase1.nodes_ready"][0]["measured"] == "3/3 Ready"
