@@ -15,6 +15,7 @@ the real thing; only the commands on PATH are doubles.
 
 What each sshd gives its sessions:
 - key-only auth for one user (root by default: tests run as root), no passwords, no PAM;
+- HOME = a throwaway directory (no dotfiles of the test machine are sourced);
 - PATH = the given `path_dirs`, then the system directories; `SetEnv` in sshd_config overrides
   the default environment (sshd_config(5) SetEnv), so the doubles win over real commands;
 - `SSHD_NODE=<name>` plus the given `env`, so a double knows which node it runs on (it can also
@@ -216,6 +217,7 @@ class SshdCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         # sshd's privilege separation directory; the package creates it at boot only.
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        (self.root / "home").mkdir(exist_ok=True)
         _keygen(self.client_key, "mk8s-test-client")
         (self.root / "authorized_keys").write_text(self.client_public_key + "\n")
         # Random 127.0.X.0/24 per cluster so parallel test runs on one machine rarely collide;
@@ -246,7 +248,9 @@ class SshdCluster:
 
     def _config_text(self, node: SshdNode) -> str:
         path = ":".join([*(str(p) for p in self.path_dirs), *SYSTEM_PATH])
-        env = {"PATH": path, "SSHD_NODE": node.name, **self.env}
+        # A throwaway HOME: sessions must not source the test machine's dotfiles (root's
+        # .bashrc may prepend to PATH, and costs ~150 ms per command).
+        env = {"PATH": path, "HOME": str(self.root / "home"), "SSHD_NODE": node.name, **self.env}
         setenv = " ".join(_quote(f"{k}={v}") for k, v in env.items())
         return "\n".join(
             [
@@ -333,9 +337,29 @@ class SshdCluster:
         node = self.nodes[name]
         if node.process is None:
             return 0
-        sessions = _children(node.process.pid)
-        _kill(sessions)
-        return len(sessions)
+        # The whole tree: with privilege separation the process holding the socket is a
+        # grandchild of the listener, and killing only the child leaves the link up.
+        # Repeat until none is left: a session may be forking while we look.
+        killed: set[int] = set()
+        for _ in range(50):
+            sessions = _descendants(node.process.pid)
+            if not sessions:
+                break
+            _kill(sessions)
+            killed.update(sessions)
+            time.sleep(0.02)
+        return len(killed)
+
+    def session_commands(self, name: str) -> list[str]:
+        """Command names of the processes running in node `name`'s sessions."""
+        node = self.nodes[name]
+        if node.process is None:
+            return []
+        names = []
+        for pid in _descendants(node.process.pid):
+            with contextlib.suppress(OSError):
+                names.append(Path(f"/proc/{pid}/comm").read_text().strip())
+        return names
 
 
 class SshdFactory:
