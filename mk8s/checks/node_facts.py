@@ -1,0 +1,110 @@
+"""Edge: read node facts over SSH with pytest-testinfra (paramiko backend, pinned host keys).
+
+testinfra's paramiko backend accepts unknown host keys with a warning; mk8s pins them instead
+(build/ENV/known_hosts, written when the VMs came up), so a node that answers with another
+key is refused, not trusted.
+"""
+
+from __future__ import annotations
+
+import functools
+import shlex
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import paramiko
+from testinfra.backend.paramiko import ParamikoBackend
+from testinfra.host import Host
+
+from mk8s.checks.node import MICROK8S_SERVICES
+
+T = TypeVar("T")
+
+
+class PinnedParamikoBackend(ParamikoBackend):  # type: ignore[misc]
+    """testinfra's paramiko backend with strict host-key checking against a known_hosts file."""
+
+    def __init__(
+        self, hostspec: str, known_hosts: Path, key_file: Path | None, timeout: int = 15
+    ) -> None:
+        super().__init__(hostspec, timeout=timeout)
+        self.known_hosts = known_hosts
+        self.key_file = key_file
+
+    @functools.cached_property
+    def client(self) -> paramiko.SSHClient:
+        ssh = paramiko.SSHClient()
+        ssh.load_host_keys(str(self.known_hosts))
+        ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
+        ssh.connect(
+            hostname=self.host.name,
+            port=int(self.host.port) if self.host.port else 22,
+            username=self.host.user,
+            key_filename=str(self.key_file) if self.key_file else None,
+            look_for_keys=self.key_file is None,
+            allow_agent=self.key_file is None,
+            timeout=self.timeout,
+        )
+        return ssh
+
+
+def node_host(ip: str, port: int, user: str, known_hosts: Path, key_file: Path | None) -> Host:
+    """A testinfra Host for one node."""
+    return Host(PinnedParamikoBackend(f"{user}@{ip}:{port}", known_hosts, key_file))
+
+
+@dataclass(frozen=True)
+class NodeShell:
+    """Runs the read-only commands a node check needs, with sudo when not root."""
+
+    name: str
+    ip: str
+    host: Any
+
+    def _run(self, command: str, privileged: bool = False) -> str:
+        if privileged and self.host.backend.host.user != "root":
+            command = f"sudo -n {command}"
+        return str(self.host.run(command).stdout)
+
+    def snap_list(self) -> str:
+        return self._run("snap list microk8s")
+
+    def service_states(self, units: tuple[str, ...] = MICROK8S_SERVICES) -> dict[str, str]:
+        """One `systemctl is-active` for all units: it prints one state per unit, in order."""
+        lines = self._run("systemctl is-active " + " ".join(map(shlex.quote, units))).split()
+        return {unit: lines[i] if i < len(lines) else "unknown" for i, unit in enumerate(units)}
+
+    def listening_tcp(self) -> str:
+        return self._run("ss -Htln")
+
+    def ufw_status(self) -> str:
+        return self._run("ufw status", privileged=True)
+
+    def swapon(self) -> str:
+        return self._run("swapon --show --noheadings")
+
+    def ntp_synchronized(self) -> str:
+        return self._run("timedatectl show -p NTPSynchronized --value")
+
+    def apt_periodic(self) -> str:
+        return self._run("apt-config dump")
+
+    def unattended_unit(self) -> str:
+        return self._run("systemctl is-enabled unattended-upgrades")
+
+    def sshd_effective(self) -> str:
+        return self._run("sshd -T", privileged=True)
+
+    def microk8s_status(self) -> str:
+        return self._run("microk8s status --format yaml", privileged=True)
+
+
+def on_every_node(shells: Sequence[NodeShell], read: Callable[[NodeShell], T]) -> list[T]:
+    """`read` on every node at once (one SSH connection each), results in inventory order."""
+    if not shells:
+        return []
+    with ThreadPoolExecutor(max_workers=len(shells)) as pool:
+        return list(pool.map(read, shells))

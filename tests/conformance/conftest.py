@@ -1,0 +1,81 @@
+"""Fixtures for the conformance checks' own tests: one real kube-apiserver per session."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mk8s.inventory import Environment
+from mk8s.load import load_environment
+from tests.support.envtest import KubeApiServer, kube_apiserver
+
+ROOT = Path(__file__).resolve().parents[2]
+
+__all__ = ["kube_apiserver"]
+
+
+@pytest.fixture
+def api(kube_apiserver: KubeApiServer) -> Iterator[Any]:
+    """An admin ApiClient on the session's API server."""
+    client = kube_apiserver.api_client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def namespace(kube_apiserver: KubeApiServer, request: pytest.FixtureRequest) -> str:
+    """A fresh namespace per test (never finalised: there is no namespace controller)."""
+    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    safe = "".join(c if c.isalnum() or c == "-" else "-" for c in base)
+    return kube_apiserver.create_namespace(f"{safe}-{secrets.token_hex(3)}")
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def crds(kube_apiserver: KubeApiServer) -> list[str]:
+    """Install the minimal CRDs (cert-manager Certificate, Velero, PrometheusRule) once."""
+    from kubernetes import client
+
+    api = kube_apiserver.api_client()
+    ext = client.ApiextensionsV1Api(api)
+    names = []
+    for doc in yaml.safe_load_all((FIXTURES / "crds.yaml").read_text()):
+        names.append(doc["metadata"]["name"])
+        ext.create_custom_resource_definition(doc)
+    deadline = time.monotonic() + 30
+    for name in names:
+        while True:
+            crd: Any = ext.read_custom_resource_definition(name)
+            conditions = crd.status.conditions or [] if crd.status else []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                break
+            assert time.monotonic() < deadline, f"CRD {name} not Established"
+            time.sleep(0.1)
+    api.close()
+    return names
+
+
+@pytest.fixture(scope="session")
+def aggregated_roles(kube_apiserver: KubeApiServer) -> int:
+    """admin/edit/view filled in as the (absent) controller-manager would do."""
+    from tests.conformance.actors import aggregate_cluster_roles
+
+    api = kube_apiserver.api_client()
+    try:
+        return aggregate_cluster_roles(api)
+    finally:
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def dev_env() -> Environment:
+    """The shipped dev inventory: the values the checks are judged against."""
+    return load_environment("dev", ROOT)
