@@ -81,11 +81,18 @@ def literal_secrets(data: Any, path: str = "") -> list[str]:
         if path in _NOT_SECRETS:
             return []
         return [line for i, v in enumerate(data) for line in literal_secrets(v, f"{path}[{i}]")]
-    if isinstance(data, str) and (_UUID.search(data) or _LONG_OPAQUE.match(data)):
+    if isinstance(data, str) and (_UUID.search(data) or _opaque_token(data)):
         return [
             f"{path}: looks like a literal secret; name an environment variable (*_env) instead"
         ]
     return []
+
+
+def _opaque_token(value: str) -> bool:
+    """Long, unbroken, mixed letters and digits: an API token, not a path or a name."""
+    if value.startswith(("/", "~", "./", "../")) or not _LONG_OPAQUE.match(value):
+        return False
+    return any(ch.isdigit() for ch in value) and any(ch.isalpha() for ch in value)
 
 
 def _join(path: str, key: str) -> str:

@@ -374,3 +374,22 @@ def test_missing_section_is_named() -> None:
 @pytest.mark.parametrize("name", ["dev", "stage", "prod"])
 def test_shipped_inventories_are_valid(name: str) -> None:
     assert errors_of(shipped(name)) == []
+
+
+def test_paths_and_names_are_not_taken_for_secrets() -> None:
+    data = mutate(
+        "dev",
+        lambda d: d["ssh"].update(
+            private_key_file="/tmp/pytest-of-root/pytest-12/test_node_checks0/client_key"
+        ),
+    )
+    assert errors_of(data) == []
+
+
+def test_an_opaque_token_anywhere_is_refused() -> None:
+    data = mutate(
+        "dev", lambda d: d["ssh"].update(private_key_file="Zk3jT8qW1xY9vB2nM5cL7pR4sD6fG0hJ")
+    )
+    assert errors_of(data) == [
+        "ssh.private_key_file: looks like a literal secret; name an environment variable (*_env) instead"
+    ]
