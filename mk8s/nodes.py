@@ -38,7 +38,7 @@ from fabric import Connection
 from rich.console import Console
 from rich.status import Status
 
-from mk8s import formation
+from mk8s import formation, proxmox
 from mk8s.errors import OperationFailedError, UserError
 from mk8s.formation import FormationError, Join, NodeStatus
 from mk8s.inventory import Environment, NodeSpec
@@ -168,7 +168,7 @@ class ProxmoxHostKeys:
         self, env: Environment, environ: Mapping[str, str] | None = None, **retry: Any
     ) -> None:
         self._env = env
-        self._environ = os.environ if environ is None else environ
+        self._environ = proxmox.secret_source(env) if environ is None else environ
         self._retry = retry  # GuestAgentHostKeys' attempts / pause_s / sleep
         self._source: GuestAgentHostKeys | None = None
 
@@ -178,10 +178,6 @@ class ProxmoxHostKeys:
         return self._source.host_key(node)
 
     def _api(self) -> Any:
-        from urllib.parse import urlsplit
-
-        from proxmoxer import ProxmoxAPI
-
         pve = self._env.proxmox
         missing = [v for v in (pve.token_id_env, pve.token_secret_env) if not self._environ.get(v)]
         if missing:
@@ -189,18 +185,7 @@ class ProxmoxHostKeys:
                 f"{', '.join(missing)}: not set; needed once to read the nodes' SSH host keys "
                 "through the Proxmox guest agent"
             )
-        user, _, token_name = self._environ[pve.token_id_env].partition("!")
-        url = urlsplit(pve.endpoint)
-        verify: bool | str = pve.ca_bundle or pve.verify_tls
-        return ProxmoxAPI(
-            url.hostname,
-            port=url.port or 8006,
-            user=user,
-            token_name=token_name,
-            token_value=self._environ[pve.token_secret_env],
-            verify_ssl=verify,
-            service="PVE",
-        )
+        return proxmox.client(self._env, proxmox.credentials(self._env, self._environ))
 
 
 def parse_public_key(text: str, where: str) -> str:
@@ -591,7 +576,7 @@ class Bootstrap:
         if line and fields[3] != self.env.microk8s.channel:
             raise OperationFailedError(
                 f"{name}: MicroK8s tracks {fields[3]}, the inventory says "
-                f"{self.env.microk8s.channel}; change channels with `invoke upgrade`"
+                f"{self.env.microk8s.channel}; change channels one node at a time (docs/upgrade.md)"
             )
         if not line or "held" not in fields[-1]:
             # Auto-refresh has broken HA clusters (#1022, #2491, #4775): upgrades via mk8s only.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +21,7 @@ from proxmoxer import ProxmoxAPI, ResourceException
 
 from mk8s.errors import OperationFailedError, UserError
 from mk8s.inventory import Environment
+from mk8s.secrets import load_secrets_file
 
 T = TypeVar("T")
 
@@ -46,9 +47,14 @@ class Credentials:
         return f"{self.token_id}={self.secret}"
 
 
-def credentials(env: Environment, environ: dict[str, str] | None = None) -> Credentials:
+def secret_source(env: Environment) -> dict[str, str]:
+    """Where `*_env` names resolve: the process environment over the inventory's secrets_file."""
+    return {**load_secrets_file(env.secrets_file), **os.environ}
+
+
+def credentials(env: Environment, environ: Mapping[str, str] | None = None) -> Credentials:
     """The API token named by the inventory, from the environment (never from the inventory)."""
-    source = os.environ if environ is None else environ
+    source = secret_source(env) if environ is None else environ
     pve = env.proxmox
     token_id = source.get(pve.token_id_env, "")
     secret = source.get(pve.token_secret_env, "")
@@ -195,19 +201,26 @@ def _short(exc: Exception) -> str:
     return text if len(text) < 160 else text[:157] + "..."
 
 
-def connect(env: Environment, root: Path = Path(), creds: Credentials | None = None) -> Pve:
-    creds = creds or credentials(env)
+def client(
+    env: Environment, creds: Credentials, root: Path = Path(), verify: bool | str | None = None
+) -> Any:
+    """The raw proxmoxer client for the inventory's endpoint: the one place it is built."""
     url = urlsplit(env.proxmox.endpoint)
-    api = ProxmoxAPI(
+    return ProxmoxAPI(
         url.hostname,
         port=url.port or 8006,
         user=creds.user,
         token_name=creds.token_name,
         token_value=creds.secret,
-        verify_ssl=tls_verify(env, root),
+        verify_ssl=tls_verify(env, root) if verify is None else verify,
         timeout=REQUEST_TIMEOUT_S,
+        service="PVE",
     )
-    return Pve(api, env.proxmox.endpoint, creds.token_id_env)
+
+
+def connect(env: Environment, root: Path = Path(), creds: Credentials | None = None) -> Pve:
+    creds = creds or credentials(env)
+    return Pve(client(env, creds, root), env.proxmox.endpoint, creds.token_id_env)
 
 
 # ----------------------------------------------------------------------------- facts

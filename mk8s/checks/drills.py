@@ -18,9 +18,9 @@ from typing import Any
 import requests
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
 
+from mk8s import proxmox
 from mk8s.checks import kube_facts as kf
 from mk8s.checks.cluster import NodeLossDrill, RestoreDrill
 from mk8s.errors import UserError
@@ -35,21 +35,13 @@ Sleep = Callable[[float], None]
 
 def proxmox_api(env: Environment, verify: bool | str | None = None) -> Any:
     """proxmoxer client from the inventory endpoint and the token in the named env vars."""
-    token_id = os.environ.get(env.proxmox.token_id_env)
-    secret = os.environ.get(env.proxmox.token_secret_env)
-    if not token_id or not secret:
+    source = proxmox.secret_source(env)
+    if not source.get(env.proxmox.token_id_env) or not source.get(env.proxmox.token_secret_env):
         raise UserError(
             f"set {env.proxmox.token_id_env} and {env.proxmox.token_secret_env} "
             "(the Proxmox API token the inventory names)"
         )
-    user, _, token_name = token_id.partition("!")
-    host = env.proxmox.endpoint.split("://", 1)[1].rstrip("/")
-    if verify is None:
-        verify = env.proxmox.ca_bundle or env.proxmox.verify_tls
-    return ProxmoxAPI(
-        host, user=user, token_name=token_name, token_value=secret, verify_ssl=verify,
-        service="PVE",
-    )  # fmt: skip
+    return proxmox.client(env, proxmox.credentials(env, source), verify=verify)
 
 
 @dataclass
