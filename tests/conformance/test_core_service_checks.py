@@ -21,7 +21,7 @@ from mk8s.checks.cluster import AccessExpectation
 from mk8s.checks.rbac import rbac_expectations
 from mk8s.inventory import Environment
 from tests.conformance.actors import FakeKubelet, terminated
-from tests.conformance.conftest import FIXTURES, ROOT
+from tests.conformance.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -240,15 +240,11 @@ def test_network_policy_fails_when_the_allowed_path_is_blocked(
 
 
 def rbac_objects(env: Environment) -> tuple[list[dict[str, Any]], str]:
-    """The RBAC objects for `env` from the platform manifests (or the fallback fixture)."""
+    """The RBAC objects for `env`, taken from the platform manifests themselves."""
     auditor = ROOT / "manifests" / "base" / "rbac" / "auditor.yaml"
     team = ROOT / "manifests" / "team" / "rbac.yaml"
     source = "manifests/"
-    if auditor.is_file() and team.is_file():
-        docs = [*yaml.safe_load_all(auditor.read_text()), *yaml.safe_load_all(team.read_text())]
-    else:
-        source = "tests/conformance/fixtures/rbac.yaml (manifests not merged yet)"
-        docs = list(yaml.safe_load_all((FIXTURES / "rbac.yaml").read_text()))
+    docs = [*yaml.safe_load_all(auditor.read_text()), *yaml.safe_load_all(team.read_text())]
     docs = [d for d in docs if d]
     out: list[dict[str, Any]] = [d for d in docs if d["kind"] == "ClusterRole"]
     for t in env.teams:
@@ -373,13 +369,3 @@ def test_review_access_asks_the_real_authorizer(api: Any) -> None:
     nothing = AccessExpectation("x", "no-such-group", "list", "pods", namespace="default")
     assert kf.review_access(api, anything) is True
     assert kf.review_access(api, nothing) is False
-
-
-def test_fixture_roles_match_the_manifests_when_present() -> None:
-    """The fallback fixture must not drift from the real auditor role once it is merged."""
-    real = ROOT / "manifests" / "base" / "rbac" / "auditor.yaml"
-    if not real.is_file():
-        pytest.skip("manifests/ not merged into this branch yet (manifests helper's branch)")
-    fixture = next(d for d in yaml.safe_load_all((FIXTURES / "rbac.yaml").read_text())
-                   if d and d["kind"] == "ClusterRole")  # fmt: skip
-    assert fixture["rules"] == yaml.safe_load(real.read_text())["rules"]

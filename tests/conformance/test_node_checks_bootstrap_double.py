@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,10 +16,7 @@ from tests.support.sshd import SshdFactory, sshd_factory
 
 __all__ = ["sshd_factory"]
 
-double: Any = pytest.importorskip(
-    "tests.support.doubles.double",
-    reason="the bootstrap branch's command doubles (tests/support/doubles) are not merged yet",
-)
+import tests.support.doubles.double as double
 
 pytestmark = pytest.mark.slow
 
