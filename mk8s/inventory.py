@@ -272,6 +272,9 @@ class BackupSchedule(Model):
     name: str = Field(pattern=HOST_LABEL.pattern)
     cron: str = Field(pattern=r"^(\S+\s+){4}\S+$")
     ttl_days: int = Field(ge=1, le=3650)
+    # Namespaces this schedule backs up; ["*"] is the whole cluster. A frequent schedule for the
+    # Tier-1 namespaces is what makes slo.rpo_minutes true without backing up everything often.
+    namespaces: list[str] = Field(default=["*"], min_length=1)
 
 
 class Backup(Model):

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from ipaddress import IPv4Address, IPv4Network
 
+from mk8s.cron import longest_gap_minutes
 from mk8s.inventory import LAST_NGINX_MINOR, Environment
 
 # PRD "Node Specifications": minimum for every environment, recommended for production.
@@ -190,9 +191,24 @@ def storage(env: Environment) -> Iterator[str]:
 def backup(env: Environment) -> Iterator[str]:
     if env.effective_tier in ("stage", "prod") and env.backup is None:
         yield f"backup: {env.effective_tier} needs a backup target (PRD: Velero to S3/MinIO)"
-    if env.backup is not None:
-        for dup in _duplicates(s.name for s in env.backup.schedules):
-            yield f"backup.schedules[].name: {dup} is used more than once"
+    if env.backup is None:
+        return
+    for dup in _duplicates(s.name for s in env.backup.schedules):
+        yield f"backup.schedules[].name: {dup} is used more than once"
+    gaps = {}
+    for i, schedule in enumerate(env.backup.schedules):
+        gap = longest_gap_minutes(schedule.cron)
+        if gap is None:
+            yield f"backup.schedules[{i}].cron: {schedule.cron!r} is not a cron mk8s can check"
+        else:
+            gaps[schedule.name] = gap
+    if gaps and min(gaps.values()) > env.slo.rpo_minutes:
+        name = min(gaps, key=lambda n: gaps[n])
+        yield (
+            f"backup.schedules: the most frequent ({name}) leaves up to {gaps[name]} min between "
+            f"backups; slo.rpo_minutes is {env.slo.rpo_minutes} (add a schedule for the Tier-1 "
+            "namespaces)"
+        )
 
 
 def teams(env: Environment) -> Iterator[str]:

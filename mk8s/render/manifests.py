@@ -501,8 +501,8 @@ def velero(env: Environment) -> list[Obj]:
                     "useOwnerReferencesInBackup": False,
                     "template": {
                         "ttl": f"{s.ttl_days * 24}h0m0s",
-                        "includedNamespaces": ["*"],
-                        "includeClusterResources": True,
+                        "includedNamespaces": list(s.namespaces),
+                        "includeClusterResources": s.namespaces == ["*"],
                         "storageLocation": "default",
                         "defaultVolumesToFsBackup": b.fs_backup,
                     },

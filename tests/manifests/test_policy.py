@@ -295,7 +295,18 @@ def test_velero_uses_the_microk8s_kubelet_dir_and_checklist_schedules(
         paths = [v["hostPath"]["path"] for v in agent["volumes"] if "hostPath" in v]
         assert paths == [f"{KUBELET_DIR}/pods"]
         ttl = {s["metadata"]["name"]: s["spec"]["template"]["ttl"] for s in r.of_kind("Schedule")}
-        assert ttl == {"daily": "720h0m0s", "weekly": "2016h0m0s", "monthly": "8760h0m0s"}
+        assert ttl == {
+            "daily": "720h0m0s",
+            "weekly": "2016h0m0s",
+            "monthly": "8760h0m0s",
+            "tier1": "48h0m0s",
+        }
+        scope = {
+            s["metadata"]["name"]: s["spec"]["template"]["includedNamespaces"]
+            for s in r.of_kind("Schedule")
+        }
+        # The 15-minute RPO schedule covers the Tier-1 app only; the others the whole cluster.
+        assert scope == {"daily": ["*"], "weekly": ["*"], "monthly": ["*"], "tier1": ["sample-app"]}
         bsl = r.get("BackupStorageLocation", "default", "velero")["spec"]
         assert r.env.backup is not None
         assert bsl["config"]["s3Url"] == r.env.backup.target.endpoint

@@ -393,3 +393,24 @@ def test_an_opaque_token_anywhere_is_refused() -> None:
     assert errors_of(data) == [
         "ssh.private_key_file: looks like a literal secret; name an environment variable (*_env) instead"
     ]
+
+
+def test_backups_must_be_frequent_enough_for_the_rpo() -> None:
+    def daily_only(d: Data) -> None:
+        d["backup"]["schedules"] = [s for s in d["backup"]["schedules"] if s["name"] != "tier1"]
+
+    assert errors_of(mutate("prod", daily_only)) == [
+        "backup.schedules: the most frequent (daily) leaves up to 1440 min between backups; "
+        "slo.rpo_minutes is 15 (add a schedule for the Tier-1 namespaces)"
+    ]
+    assert (
+        errors_of(mutate("prod", lambda d: d["slo"].update(rpo_minutes=1440) or daily_only(d)))
+        == []
+    )
+
+
+def test_a_cron_mk8s_cannot_read_is_named() -> None:
+    errors = errors_of(
+        mutate("stage", lambda d: d["backup"]["schedules"][0].update(cron="@daily x y z w"))
+    )
+    assert errors == ["backup.schedules[0].cron: '@daily x y z w' is not a cron mk8s can check"]
