@@ -188,13 +188,14 @@ def time_synchronised(node: str, ntp_synchronized: str) -> Verdict:
 
 
 def unattended_upgrades(node: str, apt_config_dump: str, unit_enabled: str) -> Verdict:
-    """APT::Periodic::Unattended-Upgrade "1" and the unattended-upgrades unit enabled."""
+    """Unattended upgrades at least weekly (APT::Periodic::Unattended-Upgrade is an interval
+    in days, 1..7; PRD checklist: weekly) and the unattended-upgrades unit enabled."""
     match = re.search(r'^APT::Periodic::Unattended-Upgrade\s+"(\d+)";', apt_config_dump, re.M)
     periodic = match.group(1) if match else "unset"
     enabled = unit_enabled.strip() or "unknown"
     measured = f"periodic={periodic}, unit {enabled}"
-    expected = "periodic=1, unit enabled"
-    if periodic == "1" and enabled == "enabled":
+    expected = "periodic=1..7 days, unit enabled"
+    if periodic.isdigit() and 1 <= int(periodic) <= 7 and enabled == "enabled":
         return passed(measured, expected, f"{node}: unattended upgrades on")
     return failed(measured, expected, f"{node}: unattended upgrades off ({measured})")
 

@@ -176,6 +176,10 @@ def test_ssh_and_upgrades_and_time_and_swap() -> None:
     dump = 'APT::Periodic::Unattended-Upgrade "1";\n'
     assert node.unattended_upgrades("n", dump, "enabled\n").passed
     assert not node.unattended_upgrades("n", dump, "disabled\n").passed
+    weekly = 'APT::Periodic::Unattended-Upgrade "7";\n'
+    assert node.unattended_upgrades("n", weekly, "enabled\n").passed
+    monthly = 'APT::Periodic::Unattended-Upgrade "30";\n'
+    assert not node.unattended_upgrades("n", monthly, "enabled\n").passed
     assert node.time_synchronised("n", "yes\n").passed
     assert not node.time_synchronised("n", "").passed
     assert node.swap_off("n", "").passed
