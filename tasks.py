@@ -118,8 +118,11 @@ def destroy(c: Context, env: str, yes: bool = False) -> None:
     console.print(f"{environment.name}: destroyed {', '.join(gone) or 'nothing'}")
 
 
+# Long flags only: across tasks -n means --node and -d --dry-run; a short -n for --name here
+# (or -d for --duration below) would mean something else than it does everywhere else.
 @task(
-    help={**ENV_HELP, "name": "snapshot name", "node": "comma-separated node names (default all)"}
+    help={**ENV_HELP, "name": "snapshot name", "node": "comma-separated node names (default all)"},
+    auto_shortflags=False,
 )
 @user_errors
 def snapshot(c: Context, env: str, name: str, node: str = "") -> None:
@@ -129,7 +132,8 @@ def snapshot(c: Context, env: str, name: str, node: str = "") -> None:
 
 
 @task(
-    help={**ENV_HELP, "name": "snapshot name", "node": "comma-separated node names (default all)"}
+    help={**ENV_HELP, "name": "snapshot name", "node": "comma-separated node names (default all)"},
+    auto_shortflags=False,
 )
 @user_errors
 def rollback(c: Context, env: str, name: str, node: str = "") -> None:
@@ -236,7 +240,8 @@ def deploy(
     | {
         "host": "base URL to load (default https://app.<ingress.domain>)",
         "duration": "override loadtest.duration_s (seconds, 0 = inventory), e.g. for a smoke run",
-    }
+    },
+    auto_shortflags=False,  # -d is --dry-run elsewhere, -h is --help
 )
 @user_errors
 def loadtest(c: Context, env: str, host: str | None = None, duration: int = 0) -> None:
