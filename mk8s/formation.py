@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from mk8s.inventory import Environment, NodeSpec
+from mk8s.render.manifests import observability_value_files
 
 Role = Literal["voter", "standby", "spare"]
 # HA needs three dqlite voters; `status` says `high-availability: yes` only when voters > 2
@@ -211,25 +212,51 @@ def addon_argument(env: Environment, name: str) -> str:
     return name
 
 
+# Where bootstrap puts add-on values files on the first node (the snap's writable area).
+ADDON_VALUES_DIR = "/var/snap/microk8s/common/mk8s"
+
+
+def monitoring_by_addon(env: Environment) -> bool:
+    return env.monitoring.enabled and env.monitoring.stack == "observability"
+
+
 def wanted_addons(env: Environment) -> list[str]:
-    """The environment's add-ons in enable order; rbac always (PRD), no dashboard on prod."""
-    names = list(env.microk8s.addons)
+    """The environment's add-ons in enable order; rbac always (PRD), no dashboard on prod,
+    observability last when the inventory monitors through it: the add-on only monitors the
+    nodes present when it is enabled (core-addons observability/enable)."""
+    names = [n for n in env.microk8s.addons if n != "observability"]
     if "rbac" not in names:
         names.append("rbac")
+    if monitoring_by_addon(env) or "observability" in env.microk8s.addons:
+        names.append("observability")
     if env.effective_tier == "prod":
         names = [n for n in names if n != "dashboard"]
     first = [n for n in ADDON_ORDER if n in names]
     return first + [n for n in names if n not in first]
 
 
-def addon_commands(env: Environment, status: NodeStatus) -> list[list[str]]:
+def addon_value_files(env: Environment) -> dict[str, str]:
+    """Files bootstrap uploads to ADDON_VALUES_DIR before enabling add-ons (name -> text)."""
+    return observability_value_files(env) if monitoring_by_addon(env) else {}
+
+
+def _enable_argv(env: Environment, name: str, values_dir: str) -> list[str]:
+    if name == "observability" and monitoring_by_addon(env):
+        # Flags of core-addons addons/observability/enable (`--NAME-values=FILE`).
+        return [
+            "microk8s", "enable", "observability",
+            f"--kube-prometheus-stack-values={values_dir}/kube-prometheus-stack.values.yaml",
+            f"--loki-stack-values={values_dir}/loki-stack.values.yaml",
+        ]  # fmt: skip
+    return ["microk8s", "enable", addon_argument(env, name)]
+
+
+def addon_commands(
+    env: Environment, status: NodeStatus, values_dir: str = ADDON_VALUES_DIR
+) -> list[list[str]]:
     """`microk8s enable` argv for every wanted add-on that is not enabled yet, in order."""
     enabled = status.enabled_addons
-    return [
-        ["microk8s", "enable", addon_argument(env, n)]
-        for n in wanted_addons(env)
-        if n not in enabled
-    ]
+    return [_enable_argv(env, n, values_dir) for n in wanted_addons(env) if n not in enabled]
 
 
 # --- API certificate -------------------------------------------------------------------------

@@ -79,6 +79,7 @@ class NodePaths:
     machine_id: str = "/etc/machine-id"
     server_cert: str = "/var/snap/microk8s/current/certs/server.crt"
     csr_template: str = "/var/snap/microk8s/current/certs/csr.conf.template"
+    addon_values: str = formation.ADDON_VALUES_DIR
 
 
 @dataclass(frozen=True)
@@ -736,7 +737,10 @@ class Bootstrap:
     def enable_addons(self) -> None:
         first = self.first.name
         status = self.status(first)
-        commands = formation.addon_commands(self.env, status)
+        values_dir = self.settings.paths.addon_values
+        commands = formation.addon_commands(self.env, status, values_dir)
+        if commands and not self.dry_run:
+            self.upload_addon_values(first, values_dir)
         for argv in commands:
             cmd = shlex.join(argv)
             if self.dry_run:
@@ -754,6 +758,19 @@ class Bootstrap:
         missing = [n for n in formation.wanted_addons(self.env) if n not in enabled]
         if missing:
             raise OperationFailedError(f"{first}: add-ons still not enabled: {', '.join(missing)}")
+
+    def upload_addon_values(self, name: str, values_dir: str) -> None:
+        """Values files the add-ons are enabled with; rewritten each time (cheap, idempotent)."""
+        for file, text in formation.addon_value_files(self.env).items():
+            path = f"{values_dir}/{file}"
+            # NodePaths are mk8s' own constants, used unquoted like the others (tests put a
+            # per-node $SSHD_NODE in them for the shell to expand).
+            cmd = f"mkdir -p {values_dir} && cat > {path}"
+            res = self.session(name).run(cmd, stdin=text)
+            if not res.ok:
+                raise OperationFailedError(
+                    f"{name}: writing {path} failed: {self.last_output(res)}"
+                )
 
     def cert_ips(self, name: str) -> list[str]:
         res = self.session(name).run(f"cat {self.settings.paths.server_cert}")

@@ -590,6 +590,11 @@ def observability_values(env: Environment) -> dict[str, Obj]:
     }
 
 
+def observability_value_files(env: Environment) -> dict[str, str]:
+    """The values files as text: rendered into build/ENV/ and uploaded by bootstrap."""
+    return {name: _dump([body]) for name, body in observability_values(env).items()}
+
+
 # --- secrets (references only) ----------------------------------------------------------
 
 
@@ -720,8 +725,8 @@ def _files(env: Environment) -> Iterator[tuple[str, str]]:
     yield f"{DIR}/kustomization.yaml", header + _dump([kustomization])
     yield SECRETS_JSON, json.dumps([s.as_json() for s in secret_refs(env)], indent=2) + "\n"
     if env.monitoring.enabled:
-        for name, body in observability_values(env).items():
-            yield f"observability/{name}", _dump([body])
+        for name, text in observability_value_files(env).items():
+            yield f"observability/{name}", text
     if env.storage.nfs is not None:
         # csi-driver-nfs Helm values: MicroK8s' kubelet dir, or mounts land where kubelet never looks.
         yield "helm/csi-driver-nfs.values.yaml", _dump([{"kubeletDir": KUBELET_DIR}])

@@ -87,6 +87,7 @@ class Lab:
                 machine_id=f"{per_node}/machine-id",
                 server_cert=f"{per_node}/certs/server.crt",
                 csr_template=f"{per_node}/certs/csr.conf.template",
+                addon_values=f"{per_node}/addon-values",
             ),
             "poll_s": 0.02,
             "backoff_s": 0.02,

@@ -45,6 +45,19 @@ def test_fresh_bootstrap_forms_a_3_node_ha_cluster_with_the_env_add_ons(lab: Lab
     assert enables[:1] == ["rbac"]  # dns came from the launch configuration at install
     assert f"metallb:{lab.env.network.metallb_range}" in enables
     assert "dns" not in [e.split(":")[0] for e in enables]
+    # Monitoring through the observability add-on, last (it watches only the nodes present
+    # when enabled), with the values rendered from the inventory (30 s scrape, retention).
+    first = lab.env.nodes[0].name
+    observability = [
+        arg.replace("$SSHD_NODE", first)  # the test's per-node path, expanded by the node's shell
+        for arg in next(c for c in commands if c[:3] == ["microk8s", "enable", "observability"])
+    ]
+    assert enables[-1] == "observability"
+    values_dir = lab.state / first / "addon-values"
+    kps = values_dir / "kube-prometheus-stack.values.yaml"
+    assert f"--kube-prometheus-stack-values={kps}" in observability
+    assert "scrapeInterval: 30s" in kps.read_text()
+    assert f"--loki-stack-values={values_dir / 'loki-stack.values.yaml'}" in observability
     # Kubeconfig: 0600, server = first node (no VIP configured).
     kubeconfig = lab.out / "kubeconfig"
     assert kubeconfig.stat().st_mode & 0o777 == 0o600

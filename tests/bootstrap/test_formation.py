@@ -161,7 +161,7 @@ def test_no_dashboard_on_prod_and_rbac_always() -> None:
             "microk8s": prod.microk8s.model_copy(update={"addons": ["dns", "dashboard", "ingress"]})
         }
     )
-    assert formation.wanted_addons(prod) == ["dns", "rbac", "ingress"]
+    assert formation.wanted_addons(prod) == ["dns", "rbac", "ingress", "observability"]
 
 
 def test_csr_template_gets_the_next_free_ip_number_before_moreips() -> None:
