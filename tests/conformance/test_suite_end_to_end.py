@@ -426,10 +426,10 @@ def test_suite_judges_core_services_and_hardening(
         volume_binder(api, "mk8s-conformance-"),
     ):
         run, by_criterion = run_suite(lab, kube_apiserver, tmp_path, "phase2 or phase3", select)
-    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.returncode == 0, run.stdout + run.stderr
     failed = {c for c, (_, ok) in by_criterion.items() if not ok}
-    # This checkout has no onboarding/upgrade/drain/... runbooks yet: an honest failure.
-    assert failed == {"phase2.runbooks"}, run.stdout
+    # docs/ holds every runbook DESIGN.md names, so phase2.runbooks passes on this checkout.
+    assert failed == set(), run.stdout
     assert set(by_criterion) == {
         "phase2.storage_default_class", "phase2.pvc_persistence", "phase2.rbac_matrix",
         "phase2.monitoring", "phase2.network_policy", "phase2.runbooks",
