@@ -75,22 +75,19 @@ def read_workloads(api: client.ApiClient, namespaces: Sequence[str]) -> list[Wor
     apps = client.AppsV1Api(api)
     facts = []
     for ns in namespaces:
-        for d in _items(apps.list_namespaced_deployment(ns)):
-            facts.append(
-                WorkloadFact(
-                    ns, "Deployment", d.metadata.name,
-                    d.spec.replicas if d.spec.replicas is not None else 1,
-                    (d.status.ready_replicas or 0) if d.status else 0,
-                )
-            )  # fmt: skip
-        for s in _items(apps.list_namespaced_stateful_set(ns)):
-            facts.append(
-                WorkloadFact(
-                    ns, "StatefulSet", s.metadata.name,
-                    s.spec.replicas if s.spec.replicas is not None else 1,
-                    (s.status.ready_replicas or 0) if s.status else 0,
-                )
-            )  # fmt: skip
+        # Deployments and StatefulSets report readiness the same way (replicas, readyReplicas).
+        for kind, listing in (
+            ("Deployment", apps.list_namespaced_deployment),
+            ("StatefulSet", apps.list_namespaced_stateful_set),
+        ):
+            for w in _items(listing(ns)):
+                facts.append(
+                    WorkloadFact(
+                        ns, kind, w.metadata.name,
+                        w.spec.replicas if w.spec.replicas is not None else 1,
+                        (w.status.ready_replicas or 0) if w.status else 0,
+                    )
+                )  # fmt: skip
         for ds in _items(apps.list_namespaced_daemon_set(ns)):
             status = ds.status
             facts.append(
