@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -147,15 +147,26 @@ def serving(address: str, host: str) -> Iterator[None]:
 def metallb(api: Any, namespace: str, ip: str) -> Iterator[None]:
     """MetalLB's controller: give every LoadBalancer Service in `namespace` the pool's first IP."""
     core = client.CoreV1Api(api)
+
+    def reconcile() -> None:
+        for svc in core.list_namespaced_service(namespace).items:
+            lb = svc.status.load_balancer if svc.status else None
+            if svc.spec.type == "LoadBalancer" and not (lb and lb.ingress):
+                core.patch_namespaced_service_status(svc.metadata.name, namespace, {
+                    "status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})  # fmt: skip
+
+    with controller(reconcile):
+        yield
+
+
+@contextlib.contextmanager
+def controller(reconcile: Callable[[], None]) -> Iterator[None]:
+    """Run `reconcile` every 0.1 s in a thread, as the missing component's controller would."""
     stop = threading.Event()
 
     def run() -> None:
         while not stop.is_set():
-            for svc in core.list_namespaced_service(namespace).items:
-                lb = svc.status.load_balancer if svc.status else None
-                if svc.spec.type == "LoadBalancer" and not (lb and lb.ingress):
-                    core.patch_namespaced_service_status(svc.metadata.name, namespace, {
-                        "status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})  # fmt: skip
+            reconcile()
             stop.wait(0.1)
 
     thread = threading.Thread(target=run, daemon=True)
@@ -343,25 +354,17 @@ def test_suite_records_every_criterion_in_junit(
 def volume_binder(api: Any, prefix: str) -> Iterator[None]:
     """The PV controller + provisioner: bind every Pending claim in namespaces named `prefix*`."""
     core = client.CoreV1Api(api)
-    stop = threading.Event()
 
-    def run() -> None:
-        while not stop.is_set():
-            for pvc in core.list_persistent_volume_claim_for_all_namespaces().items:
-                ns = pvc.metadata.namespace
-                if ns.startswith(prefix) and (pvc.status.phase or "Pending") == "Pending":
-                    with contextlib.suppress(ApiException):
-                        core.patch_namespaced_persistent_volume_claim_status(
-                            pvc.metadata.name, ns, {"status": {"phase": "Bound"}})  # fmt: skip
-            stop.wait(0.1)
+    def reconcile() -> None:
+        for pvc in core.list_persistent_volume_claim_for_all_namespaces().items:
+            ns = pvc.metadata.namespace
+            if ns.startswith(prefix) and (pvc.status.phase or "Pending") == "Pending":
+                with contextlib.suppress(ApiException):
+                    core.patch_namespaced_persistent_volume_claim_status(
+                        pvc.metadata.name, ns, {"status": {"phase": "Bound"}})  # fmt: skip
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
+    with controller(reconcile):
         yield
-    finally:
-        stop.set()
-        thread.join(5)
 
 
 def _core_services(api: Any, lab: SuiteLab) -> None:

@@ -201,29 +201,21 @@ def test_an_underpowered_probe_is_inconclusive_not_a_pass() -> None:
     assert above_c.message.startswith("inconclusive: the probe reached only 150 req/s")
 
 
+def invoke_loadtest(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`invoke loadtest --env dev ARGS` as an operator runs it, from the repo `root`."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "-r", str(REPO), "loadtest", "--env", "dev", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
 def test_the_cli_runs_locust_and_reports_each_criterion(root: Path, tmp_path: Path) -> None:
     with backend() as upstream, nginx(upstream, None, tmp_path / "ngx") as n:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "invoke",
-                "-r",
-                str(REPO),
-                "loadtest",
-                "--env",
-                "dev",
-                "--host",
-                n.url,
-                "--duration",
-                "2",
-            ],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
+        proc = invoke_loadtest(root, "--host", n.url, "--duration", "2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "PASSED  loadtest.p95 (measured" in proc.stdout
     assert "SKIPPED loadtest.rate_limit_above" in proc.stdout
@@ -231,25 +223,7 @@ def test_the_cli_runs_locust_and_reports_each_criterion(root: Path, tmp_path: Pa
 
 
 def test_a_bad_host_is_a_user_error(root: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "invoke",
-            "-r",
-            str(REPO),
-            "loadtest",
-            "--env",
-            "dev",
-            "--host",
-            "app.dev.example.com",
-        ],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    proc = invoke_loadtest(root, "--host", "app.dev.example.com")
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "error: --host 'app.dev.example.com' must be an http:// or https:// URL"
