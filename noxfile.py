@@ -56,7 +56,7 @@ def conformance(session: nox.Session) -> None:
 
     nox -s conformance -- --env dev [-m phase1] [any pytest option]
     Writes reports/ENV/RUN_ID/junit.xml (RUN_ID = UTC YYYYmmddTHHMMSSZ), then hands it to
-    `mk8s.evidence record-conformance` (summary.json), also when criteria failed.
+    `mk8s.promotion.evidence record-conformance` (summary.json), also when criteria failed.
     """
     try:
         env = _env_name(_env_option(list(session.posargs)))
@@ -75,9 +75,9 @@ def conformance(session: nox.Session) -> None:
         )  # fmt: skip
     except nox.command.CommandFailed as exc:
         failure = exc
-    if Path("mk8s/evidence.py").is_file() and junit.is_file():
+    if Path("mk8s/promotion/evidence.py").is_file() and junit.is_file():
         session.run(
-            "python", "-m", "mk8s.evidence", "record-conformance",
+            "python", "-m", "mk8s.promotion.evidence", "record-conformance",
             "--env", env, "--junit", str(junit),
         )  # fmt: skip
     if failure is not None:

@@ -12,23 +12,25 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.tasks import task
 
-from mk8s import cluster, kustomize, nodes
-from mk8s import provision as provisioning
-from mk8s import tools as tooling
-from mk8s.build import build_dir, write_plan
+from mk8s.bootstrap import flow as nodes
+from mk8s.checks.loadtest import LoadProfile
+from mk8s.checks.loadtest import run as run_loadtest
 from mk8s.cli import user_errors
 from mk8s.console import console, plan_tables, print_changes
+from mk8s.deploy import flow as cluster
+from mk8s.edges import kustomize
+from mk8s.edges import tools as tooling
 from mk8s.errors import OperationFailedError, UserError
-from mk8s.evidence import criterion_line
-from mk8s.load import load_environment
-from mk8s.loadtest import LoadProfile
-from mk8s.loadtest import run as run_loadtest
-from mk8s.plan import build_plan
-from mk8s.promote import promote as promote_env
-from mk8s.provision_view import checks_table, plan_table
+from mk8s.inventory.load import load_environment
+from mk8s.inventory.secrets import load_secrets_file
+from mk8s.promotion.evidence import criterion_line
+from mk8s.promotion.promote import promote as promote_env
+from mk8s.promotion.report import write_report
+from mk8s.provision import flow as provisioning
+from mk8s.provision.view import checks_table, plan_table
 from mk8s.render import manifests
-from mk8s.report import write_report
-from mk8s.secrets import load_secrets_file
+from mk8s.render.build import build_dir, write_plan
+from mk8s.render.plan import build_plan
 
 ENV_HELP = {"env": "environment name (inventory/NAME.yaml) or path to an inventory YAML file"}
 

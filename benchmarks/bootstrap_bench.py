@@ -25,7 +25,7 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mk8s import nodes
+from mk8s.bootstrap import flow as nodes
 from tests.bootstrap.conftest import FixtureHostKeys, Lab, lab_environment
 from tests.support.doubles import double
 from tests.support.sshd import SshdFactory

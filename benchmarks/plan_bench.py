@@ -18,8 +18,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mk8s.load import parse_inventory
-from mk8s.plan import build_plan
+from mk8s.inventory.load import parse_inventory
+from mk8s.render.plan import build_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = 5

@@ -3,7 +3,7 @@
 Run through nox (`nox -s conformance -- --env dev [-m phase1]`), which adds `--junitxml` for
 the evidence. Directly: `pytest conformance --env dev --junitxml=...`.
 
-Inputs: the inventory (through mk8s.load), `build/ENV/kubeconfig` (written by bootstrap),
+Inputs: the inventory (through mk8s.inventory.load), `build/ENV/kubeconfig` (written by bootstrap),
 `build/ENV/known_hosts` (host keys pinned when the VMs came up), the SSH user and key from the
 inventory's `ssh`, and the Proxmox token from the environment variables the inventory names.
 """
@@ -20,8 +20,8 @@ from kubernetes import client, config
 from mk8s.checks import Verdict
 from mk8s.checks.node_facts import NodeShell, node_host
 from mk8s.checks.record import CriterionRecord
-from mk8s.inventory import Environment
-from mk8s.load import load_environment
+from mk8s.inventory.load import load_environment
+from mk8s.inventory.model import Environment
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -16,7 +16,7 @@ from conformance.conftest import Criterion
 from mk8s.checks import all_of, cluster, node
 from mk8s.checks import kube_facts as kf
 from mk8s.checks.node_facts import NodeShell, on_every_node
-from mk8s.inventory import Environment
+from mk8s.inventory.model import Environment
 
 pytestmark = pytest.mark.phase1
 

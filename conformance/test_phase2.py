@@ -15,7 +15,7 @@ from conformance.test_phase1 import SAMPLE_APP, SAMPLE_NS, SAMPLE_PATH, app_host
 from mk8s.checks import cluster
 from mk8s.checks import kube_facts as kf
 from mk8s.checks.rbac import rbac_expectations
-from mk8s.inventory import Environment
+from mk8s.inventory.model import Environment
 
 pytestmark = pytest.mark.phase2
 

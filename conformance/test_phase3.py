@@ -1,5 +1,5 @@
 """Phase 3 (Staging) exit: backup/restore validated, node loss survived, security hardening
-(PRD). The SLO load test is Locust's (`invoke loadtest`), recorded by mk8s.evidence."""
+(PRD). The SLO load test is Locust's (`invoke loadtest`), recorded by mk8s.promotion.evidence."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from conformance.conftest import Criterion
 from conformance.test_phase1 import SAMPLE_NS, SAMPLE_SELECTOR
 from mk8s.checks import all_of, cluster, drills, node
 from mk8s.checks.node_facts import NodeShell, on_every_node
-from mk8s.inventory import Environment
+from mk8s.inventory.model import Environment
 
 pytestmark = pytest.mark.phase3
 

@@ -11,7 +11,7 @@ from conformance.conftest import Criterion
 from conformance.test_phase1 import app_host
 from mk8s.checks import Verdict, cluster
 from mk8s.checks import kube_facts as kf
-from mk8s.inventory import Environment
+from mk8s.inventory.model import Environment
 
 pytestmark = pytest.mark.phase4
 

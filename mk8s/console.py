@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from mk8s.plan import Changes, Plan, summary
+from mk8s.render.plan import Changes, Plan, summary
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from ipaddress import IPv4Address, ip_address
 
 from mk8s.checks.verdict import Verdict, all_of, failed, passed
-from mk8s.inventory import IPRange
+from mk8s.inventory.model import IPRange
 
 # The PRD's TLS exit criterion: a certificate must stay valid this long (cert-manager renews
 # 60 days before expiry by default here, so a healthy certificate is always well above it).

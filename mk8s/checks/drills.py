@@ -20,11 +20,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from proxmoxer.core import ResourceException
 
-from mk8s import proxmox
 from mk8s.checks import kube_facts as kf
 from mk8s.checks.cluster import NodeLossDrill, RestoreDrill
+from mk8s.edges import proxmox
 from mk8s.errors import UserError
-from mk8s.inventory import Environment, NodeSpec
+from mk8s.inventory.model import Environment, NodeSpec
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]

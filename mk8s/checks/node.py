@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import yaml
 
 from mk8s.checks.verdict import Verdict, failed, passed
-from mk8s.inventory import Environment
+from mk8s.inventory.model import Environment
 
 # The MicroK8s services that must run on every control-plane node (1.28+ snap layout).
 MICROK8S_SERVICES = (

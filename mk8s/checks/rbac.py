@@ -10,7 +10,7 @@ missing fails as surely as one that grants too much.
 from __future__ import annotations
 
 from mk8s.checks.cluster import AccessExpectation
-from mk8s.inventory import Environment
+from mk8s.inventory.model import Environment
 
 # Namespace no team owns: access there must come only from cluster-wide roles.
 FOREIGN_NAMESPACE = "kube-system"

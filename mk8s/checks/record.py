@@ -1,4 +1,4 @@
-"""The evidence contract between the conformance suite and `mk8s.evidence`.
+"""The evidence contract between the conformance suite and `mk8s.promotion.evidence`.
 
 Every exit-criterion test records, with pytest's `record_property` (so they land in the JUnit
 XML as <property> elements of its testcase): `criterion` (stable id `phaseN.name`), `phase`

@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from mk8s.inventory import Environment
+from mk8s.inventory.model import Environment
 
 MIN_DAYS_LEFT = 30
 # The issuing organisation of each cert-manager ClusterIssuer mk8s configures. Staging's

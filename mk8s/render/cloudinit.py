@@ -6,7 +6,7 @@ hostnames do not resolve: canonical/microk8s#3152, #3225), the firewall for the 
 subnet, the MicroK8s launch configuration and the MicroK8s install on the inventory channel.
 
 No secret is rendered: no host private key, no join token. The SSH host key is generated on
-the VM at first boot and read back out of band through the Proxmox guest agent (mk8s.nodes).
+the VM at first boot and read back out of band through the Proxmox guest agent (mk8s.bootstrap.flow).
 Pure apart from reading the templates shipped in bootstrap/.
 """
 
@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from mk8s.inventory import Environment, NodeSpec
-from mk8s.plan_types import Artifact
+from mk8s.inventory.model import Environment, NodeSpec
 from mk8s.render import launchconfig
+from mk8s.render.artifact import Artifact
 
 BOOTSTRAP_DIR = Path(__file__).resolve().parents[2] / "bootstrap"
 SCRIPTS_ON_NODE = "/usr/local/sbin"

@@ -15,7 +15,7 @@ Formation is NOT done with the `join` key. It would need the join token (or a
 `persistentClusterToken`, which never expires) in the user-data, i.e. a secret in build/ and in
 the Proxmox snippets store, and every joiner would join at its own `snap install` time, all at
 once — the third node then fails while dqlite is still settling (canonical/microk8s#4696).
-`mk8s.nodes` instead runs `add-node` (one short-lived token per join) and `join` over SSH,
+`mk8s.bootstrap.flow` instead runs `add-node` (one short-lived token per join) and `join` over SSH,
 one node at a time, each waiting until the previous one is a voter.
 """
 
@@ -27,8 +27,8 @@ from typing import Any
 
 import yaml
 
-from mk8s.inventory import Environment, NodeSpec
-from mk8s.plan_types import Artifact
+from mk8s.inventory.model import Environment, NodeSpec
+from mk8s.render.artifact import Artifact
 
 VERSION = "0.2.0"
 PATH_ON_NODE = "/etc/microk8s.yaml"
@@ -129,7 +129,7 @@ def launch_config(env: Environment, node: NodeSpec) -> dict[str, Any]:
     }
     if node == env.first_node:
         # Only dns here (the default we replace); the other add-ons need the whole cluster
-        # (MetalLB speakers, ingress DaemonSet) and their arguments checked, so mk8s.nodes
+        # (MetalLB speakers, ingress DaemonSet) and their arguments checked, so mk8s.bootstrap.flow
         # enables them over SSH once HA has formed, skipping what is already on.
         # dns args (CORE:addons/dns/enable): $1 upstream nameservers, $2 the DNS service IP.
         upstream = ",".join(str(d) for d in net.dns_servers)

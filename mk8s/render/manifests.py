@@ -8,7 +8,7 @@ components the inventory asks for and adds the rendered objects and patches. `ku
 of that directory is the exact set of objects `invoke deploy` applies.
 
 Secrets are never rendered: `secrets.json` lists which Secret to create from which environment
-variable; `invoke deploy` resolves them at apply time (mk8s.cluster).
+variable; `invoke deploy` resolves them at apply time (mk8s.deploy.flow).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from mk8s.inventory import Environment, Team
-from mk8s.plan_types import Artifact
+from mk8s.inventory.model import Environment, Team
+from mk8s.render.artifact import Artifact
 
 DIR = "manifests"
 # From build/ENV/manifests/ back to the repository root.
@@ -49,7 +49,7 @@ API_PORT = 16443
 SAMPLE_APP = "sample-app"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mk8s"}
 ENV_LABEL = "mk8s.io/environment"
-# Objects an add-on created and mk8s co-owns: configured, never pruned (mk8s.cluster).
+# Objects an add-on created and mk8s co-owns: configured, never pruned (mk8s.deploy.flow).
 NO_PRUNE = {"mk8s.io/prune": "disabled"}
 
 Obj = dict[str, Any]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mk8s.inventory import RateLimit
+from mk8s.inventory.model import RateLimit
 
 
 def nginx_conf(

@@ -2,7 +2,7 @@
 
 Contract (terraform/variables.tf validates it): `nodes` is a map keyed by node name so the
 module can `for_each` over it and adding a node never renumbers the others. The template's
-vmid and node are not here: they are facts of the Proxmox cluster, resolved by `mk8s.proxmox`
+vmid and node are not here: they are facts of the Proxmox cluster, resolved by `mk8s.edges.proxmox`
 at provision time and passed with -var, so this file stays a pure function of the inventory.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 
-from mk8s.inventory import Environment
-from mk8s.plan_types import Artifact
+from mk8s.inventory.model import Environment
+from mk8s.render.artifact import Artifact
 from mk8s.render.cloudinit import user_data
 
 TFVARS = "terraform/terraform.tfvars.json"

@@ -6,7 +6,7 @@
 #    ($MK8S_CACHE/terraform/mirror/<registry>/bpg/proxmox/VERSION/linux_amd64/), and a CLI config
 #    pointing there ($MK8S_CACHE/terraform/cli.tfrc).
 # Idempotent: a warm run only checks that the files exist. `invoke tools` runs this script.
-# Keep the versions in sync with mk8s/tools.py and terraform/versions.tf.
+# Keep the versions in sync with mk8s/edges/tools.py and terraform/versions.tf.
 set -euo pipefail
 PROVIDER_VERSION=0.80.0
 OPENTOFU_VERSION=1.10.7

@@ -2,7 +2,7 @@
 
 `lab` gives an Environment whose node IPs are the sshd addresses (127.0.X.10-12), the nodes
 as cloud-init leaves them (MicroK8s installed from each node's rendered launch
-configuration, held), and `lab.bootstrap(...)` running mk8s.nodes against them.
+configuration, held), and `lab.bootstrap(...)` running mk8s.bootstrap.flow against them.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import pytest
 import yaml
 from rich.console import Console
 
-from mk8s import formation, nodes
-from mk8s.inventory import Environment, NodeSpec
-from mk8s.load import parse_inventory
+from mk8s.bootstrap import flow as nodes
+from mk8s.bootstrap import formation
+from mk8s.inventory.load import parse_inventory
+from mk8s.inventory.model import Environment, NodeSpec
 from mk8s.render import launchconfig
 from tests.support.doubles import double
 from tests.support.sshd import SshdCluster, SshdFactory, sshd_factory
@@ -99,7 +100,7 @@ class Lab:
         return nodes.Settings(**values)
 
     def bootstrap(self, env: Environment | None = None, **kwargs: Any) -> nodes.Report:
-        """Run mk8s.nodes.bootstrap; its console output is kept in `outputs` (also on error)."""
+        """Run mk8s.bootstrap.flow.bootstrap; its console output is kept in `outputs` (also on error)."""
         buf = io.StringIO()
         console = Console(file=buf, width=200, color_system=None)
         settings = kwargs.pop("settings", None) or self.settings()

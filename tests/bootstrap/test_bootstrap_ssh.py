@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mk8s import formation, nodes
+from mk8s.bootstrap import flow as nodes
+from mk8s.bootstrap import formation
 from mk8s.errors import OperationFailedError, UserError
 from tests.bootstrap.conftest import Lab
 from tests.support.doubles import double

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mk8s import formation
-from mk8s.formation import FactsError, FormationError, Member, NodeStatus
-from mk8s.inventory import Environment
-from mk8s.load import load_environment
+from mk8s.bootstrap import formation
+from mk8s.bootstrap.formation import FactsError, FormationError, Member, NodeStatus
+from mk8s.inventory.load import load_environment
+from mk8s.inventory.model import Environment
 
 ROOT = Path(__file__).resolve().parents[2]
 

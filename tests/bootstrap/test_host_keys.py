@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from fakepve import FakeVm
 
-from mk8s import nodes
+from mk8s.bootstrap import flow as nodes
 from mk8s.errors import OperationFailedError, UserError
-from mk8s.inventory import Environment, NodeSpec
-from mk8s.load import load_environment
+from mk8s.inventory.load import load_environment
+from mk8s.inventory.model import Environment, NodeSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_SECRET = "0b7a5a7e-2c39-4d3e-9a43-3d5a3a1f0c11"

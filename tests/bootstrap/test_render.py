@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mk8s.inventory import Environment
-from mk8s.load import load_environment
-from mk8s.plan import build_plan
+from mk8s.inventory.load import load_environment
+from mk8s.inventory.model import Environment
 from mk8s.render import cloudinit, launchconfig
+from mk8s.render.plan import build_plan
 
 ENVS = ("dev", "stage", "prod")
 

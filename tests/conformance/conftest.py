@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mk8s.inventory import Environment
-from mk8s.load import load_environment
+from mk8s.inventory.load import load_environment
+from mk8s.inventory.model import Environment
 from tests.support.envtest import KubeApiServer, kube_apiserver
 
 ROOT = Path(__file__).resolve().parents[2]

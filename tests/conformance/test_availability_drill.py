@@ -19,7 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from mk8s.checks import cluster, drills
-from mk8s.inventory import Environment, NodeSpec
+from mk8s.inventory.model import Environment, NodeSpec
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from mk8s.checks import cluster
 from mk8s.checks import kube_facts as kf
-from mk8s.inventory import Environment
+from mk8s.inventory.model import Environment
 from tests.conformance.actors import FakeKubelet, ready_after
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ from mk8s.checks import cluster
 from mk8s.checks import kube_facts as kf
 from mk8s.checks.cluster import AccessExpectation
 from mk8s.checks.rbac import rbac_expectations
-from mk8s.inventory import Environment
+from mk8s.inventory.model import Environment
 from tests.conformance.actors import FakeKubelet, terminated
 from tests.conformance.conftest import ROOT
 

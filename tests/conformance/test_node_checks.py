@@ -14,8 +14,8 @@ import yaml
 
 from mk8s.checks import all_of, node
 from mk8s.checks.node_facts import NodeShell, node_host, on_every_node
-from mk8s.inventory import Environment
-from mk8s.load import parse_inventory
+from mk8s.inventory.load import parse_inventory
+from mk8s.inventory.model import Environment
 from tests.conformance.conftest import ROOT
 from tests.support.sshd import SshdCluster, SshdFactory, sshd_factory
 

@@ -24,8 +24,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from mk8s.inventory import Environment
-from mk8s.load import load_environment
+from mk8s.inventory.load import load_environment
+from mk8s.inventory.model import Environment
 from tests.conformance.actors import FakeKubelet, ready_after, terminated
 from tests.conformance.conftest import ROOT
 from tests.conformance.test_node_checks import DOUBLES

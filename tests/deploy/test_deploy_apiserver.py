@@ -14,10 +14,10 @@ import kubernetes
 import pytest
 import yaml
 
-from mk8s import cluster
-from mk8s.cluster import KubeApi, Ref
+from mk8s.deploy import flow as cluster
+from mk8s.deploy.flow import KubeApi, Ref
 from mk8s.errors import OperationFailedError
-from mk8s.load import load_environment
+from mk8s.inventory.load import load_environment
 from mk8s.render.manifests import SecretRef, secret_refs
 from tests.manifests.conftest import ROOT, render
 from tests.support.envtest import KubeApiServer

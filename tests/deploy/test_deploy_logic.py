@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from mk8s import cluster
-from mk8s.cluster import ApplyError, Ref
+from mk8s.deploy import flow as cluster
+from mk8s.deploy.flow import ApplyError, Ref
+from mk8s.edges.kustomize import cache_dir
 from mk8s.errors import OperationFailedError, UserError
-from mk8s.kustomize import cache_dir
 from mk8s.render.manifests import SecretRef
 from tests.deploy.recorded import RecordedApi, answer, server_view
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mk8s.loadtest import LOCUSTFILE, parse_stats
+from mk8s.checks.loadtest import LOCUSTFILE, parse_stats
 from tests.loadtests.stack import backend, nginx
 
 

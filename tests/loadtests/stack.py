@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mk8s.inventory import RateLimit
+from mk8s.inventory.model import RateLimit
 from mk8s.render.ratelimit import nginx_conf
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,10 +16,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from mk8s.evidence import SUMMARY, read_summary
-from mk8s.inventory import RateLimit, Slo
-from mk8s.load import load_environment
-from mk8s.loadtest import (
+from mk8s.checks.loadtest import (
     LoadProfile,
     LocustStats,
     ProbeResult,
@@ -28,10 +25,13 @@ from mk8s.loadtest import (
     rate_limit_criteria,
     slo_criteria,
 )
-from mk8s.loadtest import run as run_loadtest
+from mk8s.checks.loadtest import run as run_loadtest
+from mk8s.inventory.load import load_environment
+from mk8s.inventory.model import RateLimit, Slo
+from mk8s.promotion.evidence import SUMMARY, read_summary
 from mk8s.render.ratelimit import nginx_conf
-from tests.evidence.factory import REPO, SLOW_MS, TEST_P95_MS, make_repo
 from tests.loadtests.stack import backend, nginx, nginx_binary
+from tests.promotion.factory import REPO, SLOW_MS, TEST_P95_MS, make_repo
 
 SHORT = LoadProfile(users=5, spawn_rate=5, duration_s=3, target_rps=25)
 

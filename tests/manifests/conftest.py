@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from mk8s import kustomize
-from mk8s.build import build_dir, write_plan
-from mk8s.inventory import Environment
-from mk8s.load import load_environment
-from mk8s.plan import build_plan
+from mk8s.edges import kustomize
+from mk8s.inventory.load import load_environment
+from mk8s.inventory.model import Environment
+from mk8s.render.build import build_dir, write_plan
 from mk8s.render.manifests import DIR
+from mk8s.render.plan import build_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVS = ("dev", "stage", "prod")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mk8s import kustomize
-from mk8s.load import load_environment
+from mk8s.edges import kustomize
+from mk8s.inventory.load import load_environment
 from mk8s.render.manifests import DIR, app_host
 from tests.manifests.conftest import ENVS, ROOT, Rendered, render
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mk8s import kustomize
-from mk8s.inventory import Environment
+from mk8s.edges import kustomize
+from mk8s.inventory.model import Environment
 from tests.manifests.conftest import Rendered, variant
 
 SKIP = "checkov.io/skip"

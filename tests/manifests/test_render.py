@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mk8s.plan import build_plan
 from mk8s.render import manifests
+from mk8s.render.plan import build_plan
 from tests.manifests.conftest import variant
 
 

@@ -14,7 +14,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from mk8s.inventory import Environment
+from mk8s.inventory.model import Environment
 from tests.manifests.conftest import ROOT, Rendered, variant
 
 SCHEMAS = ROOT / "schemas"

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from mk8s.build import build_dir
-from mk8s.inventory import Environment
-from mk8s.load import load_environment
-from mk8s.tools import cache_dir
+from mk8s.edges.tools import cache_dir
+from mk8s.inventory.load import load_environment
+from mk8s.inventory.model import Environment
+from mk8s.render.build import build_dir
 from tests.support.fakepve import LabPve, ServedPve, serve_lab
 from tests.support.sshd import SshdCluster, SshdFactory, sshd_factory  # noqa: F401 (fixture)
 

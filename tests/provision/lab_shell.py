@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from mk8s.build import build_dir
-from mk8s.tools import cache_dir
+from mk8s.edges.tools import cache_dir
+from mk8s.render.build import build_dir
 from tests.provision.conftest import LAB, ROOT, TOKEN_ID, TOKEN_SECRET, lab_inventory
 from tests.support.fakepve import serve_lab
 from tests.support.sshd import SshdCluster

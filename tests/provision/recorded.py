@@ -1,5 +1,5 @@
 """Replaying recorded Proxmox API answers (tests/provision/data/lab-cluster-api.json, recorded
-from fakepve after a lab provision) through mk8s.proxmox's own readers."""
+from fakepve after a lab provision) through mk8s.edges.proxmox's own readers."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mk8s.inventory import Environment
-from mk8s.proxmox import ClusterFacts, Pve, VmFacts, read_cluster_facts, read_vm_facts
+from mk8s.edges.proxmox import ClusterFacts, Pve, VmFacts, read_cluster_facts, read_vm_facts
+from mk8s.inventory.model import Environment
 
 DATA = Path(__file__).parent / "data"
 

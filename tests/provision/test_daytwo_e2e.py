@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from mk8s.errors import UserError
-from mk8s.provision import power, provision, rollback, snapshot
+from mk8s.provision.flow import power, provision, rollback, snapshot
 from tests.provision.conftest import ROOT, Lab
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from mk8s.preflight import Check, checks, failures, find_template
-from mk8s.proxmox import VmFacts
+from mk8s.edges.proxmox import VmFacts
+from mk8s.provision.preflight import Check, checks, failures, find_template
 from tests.provision.conftest import LAB
 from tests.provision.recorded import cluster_facts, recorded_answers
 

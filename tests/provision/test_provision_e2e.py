@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mk8s.errors import UserError
-from mk8s.provision import destroy, provision
+from mk8s.provision.flow import destroy, provision
 from mk8s.render.cloudinit import user_data
 from tests.provision.conftest import ROOT, TOKEN_SECRET, Lab
 

@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from mk8s import terraform
+from mk8s.edges import terraform
 from mk8s.errors import OperationFailedError, UserError
-from mk8s.provision import provision
+from mk8s.provision.flow import provision
 from tests.provision.conftest import TOKEN_ID, TOKEN_SECRET, Lab
 
 pytestmark = pytest.mark.slow

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from mk8s.build import build_dir, write_plan
-from mk8s.load import load_environment
-from mk8s.plan import build_plan
+from mk8s.edges.tools import Tools, ensure_tools
+from mk8s.inventory.load import load_environment
+from mk8s.render.build import build_dir, write_plan
+from mk8s.render.plan import build_plan
 from mk8s.render.terraform import TFVARS
-from mk8s.tools import Tools, ensure_tools
 from tests.provision.conftest import ROOT
 
 pytestmark = pytest.mark.slow

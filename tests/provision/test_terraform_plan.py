@@ -3,7 +3,7 @@ refusal of plans that would replace or delete a VM."""
 
 from __future__ import annotations
 
-from mk8s.terraform import (
+from mk8s.edges.terraform import (
     _error_lines,
     _var_args,
     changes,

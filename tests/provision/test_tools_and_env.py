@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mk8s import tools
+from mk8s.edges import tools
+from mk8s.edges.proxmox import credentials, provider_env
 from mk8s.errors import OperationFailedError, UserError
-from mk8s.provision import ssh_banner, wait_for_ssh
-from mk8s.proxmox import credentials, provider_env
+from mk8s.provision.flow import ssh_banner, wait_for_ssh
 from tests.provision.conftest import LAB, ROOT
 
 
@@ -142,7 +142,7 @@ def test_missing_tools_are_named_with_the_command_that_fixes_them(
 
 
 def test_the_module_is_staged_into_the_environment_workdir(tmp_path: Path) -> None:
-    from mk8s.terraform import Terraform
+    from mk8s.edges.terraform import Terraform
 
     mine, theirs, work = tmp_path / "mine", tmp_path / "theirs", tmp_path / "work"
     for module, files in ((mine, ("main.tf", "extra.tf")), (theirs, ("main.tf",))):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from mk8s.verify import problems, props, size_bytes
+from mk8s.provision.verify import problems, props, size_bytes
 from tests.provision.conftest import LAB
 from tests.provision.recorded import recorded_answers, vm_facts
 

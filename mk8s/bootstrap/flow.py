@@ -1,0 +1,876 @@
+"""The nodes edge (Fabric/SSH): MicroK8s on every node, HA formation, add-ons, kubeconfig.
+
+Three moves, as everywhere in mk8s: read facts over SSH (`cloud-init status`, `snap list`,
+`microk8s status --format yaml`, machine-id, the API server certificate), compute actions with
+the pure functions of `mk8s.bootstrap.formation`, then run them (or print them with `dry_run`).
+Re-running converges and changes nothing that is already right.
+
+Trust: host keys are never trusted on first use. Before the first SSH, each node's public host
+key is read out of band (the Proxmox guest agent reads /etc/ssh/ssh_host_ed25519_key.pub inside
+the VM: `GuestAgentHostKeys`) and pinned in build/ENV/known_hosts; every connection then uses
+paramiko's RejectPolicy against that file only, and a key that differs from the pinned one is
+refused (it is either a rebuilt VM or someone in the middle: the operator decides).
+
+Secrets: join tokens come from `microk8s add-node` (one per join, short TTL), travel to the
+joiner on the SSH channel's stdin (never in a command line we send, never printed, never
+logged: outputs that may contain them are withheld or redacted). The kubeconfig is written to
+build/ENV/kubeconfig with mode 0600: the one credential allowed in build/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import paramiko
+import yaml
+from cryptography import x509
+from fabric import Connection
+from rich.console import Console
+from rich.status import Status
+
+from mk8s.bootstrap import formation
+from mk8s.bootstrap.formation import FormationError, Join, NodeStatus
+from mk8s.edges import proxmox
+from mk8s.errors import OperationFailedError, UserError
+from mk8s.inventory.model import Environment, NodeSpec
+
+T = TypeVar("T")
+
+HOST_KEY_PATH = "/etc/ssh/ssh_host_ed25519_key.pub"
+KUBECONFIG = "kubeconfig"
+KNOWN_HOSTS = "known_hosts"
+LOG = "bootstrap.log"
+API_PORT = 16443
+
+
+# --- where and how to reach nodes ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """How to reach one node over SSH (the inventory IP, or a test address)."""
+
+    node: NodeSpec
+    host: str
+    port: int = 22
+
+    @property
+    def known_hosts_name(self) -> str:
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+
+def targets_for(env: Environment) -> dict[str, Target]:
+    return {n.name: Target(n, str(n.ip), env.ssh.port) for n in env.nodes}
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """Files mk8s reads or edits on a node (MicroK8s snap layout)."""
+
+    machine_id: str = "/etc/machine-id"
+    server_cert: str = "/var/snap/microk8s/current/certs/server.crt"
+    csr_template: str = "/var/snap/microk8s/current/certs/csr.conf.template"
+    addon_values: str = formation.ADDON_VALUES_DIR
+
+
+@dataclass(frozen=True)
+class Settings:
+    user: str
+    key_file: str
+    paths: NodePaths = NodePaths()
+    connect_timeout_s: int = 15
+    # cloud-init on a fresh VM (packages, snap install) takes minutes.
+    wait_timeout_s: int = 1200
+    poll_s: float = 2.0
+    join_attempts: int = 4
+    backoff_s: float = 5.0
+    ha_timeout_s: float = 600.0
+
+
+# --- out-of-band host keys -------------------------------------------------------------------
+
+
+class HostKeySource(Protocol):
+    """Reads a node's SSH host public key without SSH (so nothing is trusted on first use)."""
+
+    def host_key(self, node: NodeSpec) -> str:
+        """`ssh-ed25519 AAAA...` as in /etc/ssh/ssh_host_ed25519_key.pub on the node."""
+        ...
+
+
+class GuestAgentHostKeys:
+    """Host keys through the Proxmox guest agent: `GET .../agent/file-read?file=PATH`.
+
+    `api` is a proxmoxer `ProxmoxAPI` (mk8s.edges.proxmox builds one from the inventory); the PVE
+    API answers `{"content": ..., "truncated": false}` (PVE API: nodes/{node}/qemu/{vmid}/
+    agent/file-read). The token needs VM.Monitor (PVE 8) / VM.GuestAgent.FileRead (PVE 9).
+    """
+
+    def __init__(
+        self,
+        api: Any,
+        *,
+        attempts: int = 30,
+        pause_s: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._api = api
+        self._attempts = attempts
+        self._pause_s = pause_s
+        self._sleep = sleep
+
+    def host_key(self, node: NodeSpec) -> str:
+        """Retried: right after first boot the agent may not run yet (cloud-init installs it)
+        and the key file may not exist yet (cloud-init's ssh module writes it)."""
+        last = ""
+        for attempt in range(self._attempts):
+            if attempt:
+                self._sleep(self._pause_s)
+            try:
+                answer = (
+                    self._api.nodes(node.pve_node)
+                    .qemu(node.vmid)
+                    .agent("file-read")
+                    .get(file=HOST_KEY_PATH)
+                )
+            except Exception as exc:  # proxmoxer: ResourceException, requests errors
+                last = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                if getattr(exc, "status_code", None) in (401, 403):  # waiting will not help
+                    raise OperationFailedError(
+                        f"{node.name}: Proxmox refused the guest-agent file read ({last}); the "
+                        "token needs VM.GuestAgent.FileRead (PVE 9) or VM.Monitor (PVE 8)"
+                    ) from None
+                continue
+            content = answer.get("content", "") if isinstance(answer, dict) else ""
+            if content.strip():
+                return parse_public_key(content, node.name)
+            last = f"{HOST_KEY_PATH} is empty"
+        raise OperationFailedError(
+            f"{node.name}: cannot read its SSH host key through the guest agent after "
+            f"{self._attempts} attempts ({last}); is qemu-guest-agent running?"
+        )
+
+
+class ProxmoxHostKeys:
+    """`GuestAgentHostKeys` on a proxmoxer client built from the inventory and the token in
+    the environment, created only when a key must actually be pinned (re-runs with every key
+    pinned need no Proxmox credentials)."""
+
+    def __init__(
+        self, env: Environment, environ: Mapping[str, str] | None = None, **retry: Any
+    ) -> None:
+        self._env = env
+        self._environ = proxmox.secret_source(env) if environ is None else environ
+        self._retry = retry  # GuestAgentHostKeys' attempts / pause_s / sleep
+        self._source: GuestAgentHostKeys | None = None
+
+    def host_key(self, node: NodeSpec) -> str:
+        if self._source is None:
+            self._source = GuestAgentHostKeys(self._api(), **self._retry)
+        return self._source.host_key(node)
+
+    def _api(self) -> Any:
+        pve = self._env.proxmox
+        missing = [v for v in (pve.token_id_env, pve.token_secret_env) if not self._environ.get(v)]
+        if missing:
+            raise UserError(
+                f"{', '.join(missing)}: not set; needed once to read the nodes' SSH host keys "
+                "through the Proxmox guest agent"
+            )
+        return proxmox.client(self._env, proxmox.credentials(self._env, self._environ))
+
+
+def parse_public_key(text: str, where: str) -> str:
+    parts = text.split()
+    if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-")):
+        raise OperationFailedError(
+            f"{where}: {HOST_KEY_PATH} read through the guest agent is not a public key"
+            " (is qemu-guest-agent running and cloud-init finished?)"
+        )
+    return f"{parts[0]} {parts[1]}"
+
+
+def pin_host_keys(
+    known_hosts: Path, targets: Sequence[Target], source: HostKeySource, *, dry_run: bool
+) -> list[str]:
+    """Pin the out-of-band host key of every node not pinned yet; returns what was pinned.
+
+    A pinned entry is never replaced here: a changed key is refused at connect time and
+    the operator removes the line after checking (docs/bootstrap.md, "Host key changed").
+    """
+    pinned = known_hosts.read_text() if known_hosts.exists() else ""
+    names = {line.split(" ", 1)[0] for line in pinned.splitlines() if line.strip()}
+    added = []
+    for t in targets:
+        if t.known_hosts_name in names:
+            continue
+        if dry_run:
+            added.append(f"{t.node.name}: would pin its host key read through the guest agent")
+            continue
+        key = source.host_key(t.node)
+        pinned += f"{t.known_hosts_name} {key}\n"
+        added.append(f"{t.node.name}: pinned host key {key.split()[0]} (read out of band)")
+    if added and not dry_run:
+        known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        tmp = known_hosts.with_name(known_hosts.name + ".tmp")
+        tmp.write_text(pinned)
+        tmp.replace(known_hosts)
+    return added
+
+
+# --- SSH sessions -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+    @property
+    def text(self) -> str:
+        return (self.stdout + self.stderr).strip()
+
+
+class NodeUnreachableError(OperationFailedError):
+    """SSH failed (connection refused or dropped): the caller may retry."""
+
+
+class HostKeyRefusedError(UserError):
+    """The node's host key is not the pinned one."""
+
+
+class Journal:
+    """build/ENV/bootstrap.log: every command mk8s ran and what came back, secrets redacted."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self.secrets: list[str] = []
+
+    def redact(self, text: str) -> str:
+        return formation.redact(text, self.secrets)
+
+    def write(self, node: str, line: str) -> None:
+        if self._path is None:
+            return
+        with self._lock:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            with self._path.open("a") as f:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                f.write(f"{stamp} {node}: {self.redact(line)}\n")
+
+
+class NodeSession:
+    """One node over SSH with strict host-key checking against the pinned known_hosts."""
+
+    def __init__(
+        self, target: Target, settings: Settings, known_hosts: Path, journal: Journal
+    ) -> None:
+        self.target = target
+        self.name = target.node.name
+        self._settings = settings
+        self._known_hosts = known_hosts
+        self._journal = journal
+        self._conn: Connection | None = None
+
+    def _open(self) -> Connection:
+        if self._conn is not None:
+            return self._conn
+        conn = Connection(
+            self.target.host,
+            user=self._settings.user,
+            port=self.target.port,
+            connect_timeout=self._settings.connect_timeout_s,
+            connect_kwargs={
+                "key_filename": str(Path(self._settings.key_file).expanduser()),
+                "look_for_keys": False,
+                "allow_agent": False,
+            },
+        )
+        # Fabric's default client auto-adds unknown keys: replace it with one that knows only
+        # the pinned keys and rejects everything else.
+        client = paramiko.SSHClient()
+        if self._known_hosts.exists():
+            client.load_host_keys(str(self._known_hosts))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        conn.client = client
+        try:
+            conn.open()
+        except paramiko.BadHostKeyException:
+            raise HostKeyRefusedError(
+                f"{self.name}: host key of {self.target.host} differs from the pinned one in "
+                f"{self._known_hosts}; refusing to connect (rebuilt VM or man in the middle: "
+                "check, then remove that line and re-run)"
+            ) from None
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise HostKeyRefusedError(
+                    f"{self.name}: no pinned host key for {self.target.known_hosts_name}; "
+                    "refusing to trust it on first use"
+                ) from None
+            raise NodeUnreachableError(
+                f"{self.name}: SSH to {self.target.host} failed: {exc}"
+            ) from None
+        except OSError as exc:
+            raise NodeUnreachableError(
+                f"{self.name}: SSH to {self.target.host} failed: {exc}"
+            ) from None
+        self._conn = conn
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def run(
+        self,
+        command: str,
+        *,
+        stdin: str | None = None,
+        secret_output: bool = False,
+        timeout: float | None = None,
+    ) -> Result:
+        """Run `command` (with sudo unless we are root); never raises on a non-zero exit."""
+        conn = self._open()
+        # Through `sh -c` so that pipes, redirections and `read` run with root rights too.
+        full = command if self._settings.user == "root" else f"sudo -n sh -c {shlex.quote(command)}"
+        try:
+            if stdin is None:
+                res = conn.run(full, hide=True, warn=True, in_stream=False, timeout=timeout)
+                result = Result(int(res.exited), res.stdout, res.stderr)
+            else:
+                result = _run_with_stdin(conn, full, stdin, timeout)
+        except Exception as exc:  # paramiko/invoke raise many kinds on a dropped link
+            self.close()
+            self._journal.write(
+                self.name, f"$ {command} -> connection lost ({exc.__class__.__name__})"
+            )
+            raise NodeUnreachableError(f"{self.name}: connection lost during `{command}`") from None
+        if result.code == -1:  # the channel closed without an exit status: a dropped link
+            self.close()
+            self._journal.write(self.name, f"$ {command} -> connection lost")
+            raise NodeUnreachableError(f"{self.name}: connection lost during `{command}`")
+        shown = "(output withheld: it holds a credential)" if secret_output else result.text
+        self._journal.write(self.name, f"$ {command} -> {result.code}\n{shown}")
+        return result
+
+
+def _run_with_stdin(conn: Connection, command: str, stdin: str, timeout: float | None) -> Result:
+    """Exec with `stdin` fed and closed, on the connection's paramiko transport.
+
+    Used to hand secrets to a command without putting them on its command line. (Fabric's
+    `in_stream` works too, but its stdin thread adds about a second per command.)
+    """
+    channel = conn.client.get_transport().open_session()
+    try:
+        channel.settimeout(timeout)
+        channel.exec_command(command)
+        channel.sendall(stdin.encode())
+        channel.shutdown_write()
+        out = bytearray()
+        while chunk := channel.recv(65536):
+            out += chunk
+        err = bytearray()
+        while chunk := channel.recv_stderr(65536):
+            err += chunk
+        code = channel.recv_exit_status()
+        return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))
+    finally:
+        channel.close()
+
+
+# --- progress -------------------------------------------------------------------------------
+
+
+class Progress:
+    """Per-node progress (rich), thread-safe.
+
+    On a terminal a live status line shows what every node is doing right now, and only
+    results (changes, plans, waits) stay on screen; elsewhere (CI logs, tests) every step is
+    a line of its own.
+    """
+
+    def __init__(self, console: Console, redact: Callable[[str], str]) -> None:
+        self._console = console
+        self._redact = redact
+        self._lock = threading.Lock()
+        self._now: dict[str, str] = {}
+        self._live: Status | None = None
+
+    def __enter__(self) -> Progress:
+        if self._console.is_terminal:
+            self._live = self._console.status("starting")
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def step(self, node: str, message: str, *, keep: bool = False) -> None:
+        text = self._redact(message)
+        with self._lock:
+            self._now[node] = text
+            if self._live is not None:
+                self._live.update(" | ".join(f"[bold]{n}[/bold] {m}" for n, m in self._now.items()))
+            if keep or self._live is None:
+                self._console.print(f"[bold]{node}[/bold] {text}", soft_wrap=True)
+
+
+# --- the bootstrap -----------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    changes: list[str] = field(default_factory=list)
+    planned: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+@dataclass
+class Bootstrap:
+    env: Environment
+    targets: Mapping[str, Target]
+    settings: Settings
+    host_keys: HostKeySource
+    out_dir: Path
+    console: Console
+    only: str | None = None
+    dry_run: bool = False
+    sleep: Callable[[float], None] = time.sleep
+    report: Report = field(default_factory=Report)
+
+    def __post_init__(self) -> None:
+        if self.only is not None and self.only not in self.targets:
+            known = ", ".join(self.targets)
+            raise UserError(f"--node {self.only}: not a node of {self.env.name} ({known})")
+        self.journal = Journal(None if self.dry_run else self.out_dir / LOG)
+        self.progress = Progress(self.console, self.journal.redact)
+        self.known_hosts = self.out_dir / KNOWN_HOSTS
+        self.sessions: dict[str, NodeSession] = {}
+
+    # helpers ----------------------------------------------------------------------------
+
+    @property
+    def first(self) -> NodeSpec:
+        return self.env.first_node
+
+    def session(self, name: str) -> NodeSession:
+        if name not in self.sessions:
+            self.sessions[name] = NodeSession(
+                self.targets[name], self.settings, self.known_hosts, self.journal
+            )
+        return self.sessions[name]
+
+    def change(self, node: str, what: str) -> None:
+        self.report.changes.append(f"{node}: {what}")
+        self.progress.step(node, f"[green]changed[/green] {what}", keep=True)
+
+    def plan(self, node: str, what: str) -> None:
+        self.report.planned.append(f"{node}: {what}")
+        self.progress.step(node, f"[yellow]would[/yellow] {what}", keep=True)
+
+    def parallel(self, names: Sequence[str], fn: Callable[[str], T]) -> dict[str, T]:
+        """Run `fn` for every node at once; all errors are reported together."""
+        results: dict[str, T] = {}
+        errors: list[str] = []
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            futures = {name: pool.submit(fn, name) for name in names}
+            for name, fut in futures.items():
+                try:
+                    results[name] = fut.result()
+                except UserError as exc:
+                    errors.extend(exc.lines)
+        if errors:
+            raise OperationFailedError(*errors)
+        return results
+
+    def status(self, name: str, *, wait: bool = False) -> NodeStatus:
+        cmd = "microk8s status --format yaml"
+        if wait:
+            cmd += f" --wait-ready --timeout {self.settings.wait_timeout_s}"
+        res = self.session(name).run(cmd, timeout=self.settings.wait_timeout_s + 30)
+        try:
+            return formation.parse_status_yaml(res.stdout)
+        except formation.FactsError as exc:
+            raise OperationFailedError(f"{name}: {exc}; output: {res.text[:200]}") from None
+
+    def wait_until(self, what: str, check: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise OperationFailedError(f"timed out after {timeout:.0f}s waiting until {what}")
+            self.sleep(self.settings.poll_s)
+
+    # steps -----------------------------------------------------------------------------
+
+    def run(self) -> Report:
+        names = list(self.targets)
+        local = [self.only] if self.only else names
+        with self.progress:
+            for line in pin_host_keys(
+                self.known_hosts, list(self.targets.values()), self.host_keys, dry_run=self.dry_run
+            ):
+                node, _, what = line.partition(": ")
+                self.progress.step(node, what, keep=True)
+            if self.dry_run and not self.known_hosts.exists():
+                self.progress.step(
+                    self.env.name, "dry run stops here: no host key pinned yet", keep=True
+                )
+                return self.report
+            try:
+                self.parallel(local, self.prepare_node)
+                machine_ids = self.parallel(names, self.machine_id)
+                if problems := formation.distinct_machine_ids(machine_ids):
+                    raise OperationFailedError(*problems)
+                self.form_cluster()
+                self.enable_addons()
+                self.ensure_api_certificate()
+                self.write_kubeconfig()
+            finally:
+                for s in self.sessions.values():
+                    s.close()
+        return self.report
+
+    def prepare_node(self, name: str) -> None:
+        """Node-local, independent of other nodes: runs in parallel."""
+        s = self.session(name)
+        self.progress.step(name, "waiting for cloud-init")
+        wait = "" if self.dry_run else " --wait"
+        ci = s.run(f"cloud-init status{wait}", timeout=self.settings.wait_timeout_s)
+        if ci.code == 1 or (not self.dry_run and "status: done" not in ci.stdout):
+            # 0 done, 1 error, 2 degraded (cloud-init docs "cloud-init status").
+            raise OperationFailedError(
+                f"{name}: cloud-init did not finish cleanly ({ci.text.splitlines()[-1:] or ['?']}"
+                "); see `cloud-init status --long` on the node"
+            )
+        snap = s.run("snap list microk8s")
+        if not snap.ok:
+            cmd = f"snap install microk8s --classic --channel={self.env.microk8s.channel}"
+            if self.dry_run:
+                self.plan(name, cmd)
+            else:
+                self.must(name, cmd, "installing MicroK8s")
+                self.change(name, f"installed MicroK8s {self.env.microk8s.channel}")
+                snap = s.run("snap list microk8s")
+        line = next((ln for ln in snap.stdout.splitlines() if ln.startswith("microk8s ")), "")
+        fields = line.split()
+        if line and fields[3] != self.env.microk8s.channel:
+            raise OperationFailedError(
+                f"{name}: MicroK8s tracks {fields[3]}, the inventory says "
+                f"{self.env.microk8s.channel}; change channels one node at a time (docs/upgrade.md)"
+            )
+        if not line or "held" not in fields[-1]:
+            # Auto-refresh has broken HA clusters (#1022, #2491, #4775): upgrades via mk8s only.
+            if self.dry_run:
+                self.plan(name, "snap refresh --hold microk8s")
+            else:
+                self.must(name, "snap refresh --hold microk8s", "holding MicroK8s refreshes")
+                self.change(name, "held MicroK8s refreshes")
+        if self.dry_run and not line:
+            return
+        st = self.status(name, wait=not self.dry_run)
+        if not st.running:
+            raise OperationFailedError(f"{name}: MicroK8s is not running (microk8s inspect)")
+        self.progress.step(name, "ready")
+
+    def machine_id(self, name: str) -> str:
+        res = self.session(name).run(f"cat {self.settings.paths.machine_id}")
+        if not res.ok or not res.stdout.strip():
+            raise OperationFailedError(f"{name}: cannot read {self.settings.paths.machine_id}")
+        return res.stdout.strip()
+
+    def must(self, name: str, command: str, doing: str) -> Result:
+        res = self.session(name).run(command)
+        if not res.ok:
+            raise OperationFailedError(
+                f"{name}: {doing} failed (exit {res.code}): {self.last_output(res)}"
+            )
+        return res
+
+    def last_output(self, res: Result) -> str:
+        lines = [ln for ln in self.journal.redact(res.text).splitlines() if ln.strip()]
+        return " / ".join(lines[-3:]) or "(no output)"
+
+    # formation -------------------------------------------------------------------------
+
+    def statuses(self) -> dict[str, NodeStatus]:
+        return self.parallel(list(self.targets), self.status)
+
+    def form_cluster(self) -> None:
+        """Joins one node at a time until every node is a member and HA has formed."""
+        seen: set[str] = set()
+        while True:
+            try:
+                join = formation.next_join(self.env, self.statuses())
+            except FormationError as exc:
+                raise OperationFailedError(str(exc)) from None
+            if join is None:
+                break
+            if self.only is not None and join.node.name != self.only:
+                self.progress.step(
+                    join.node.name, "not joined yet (outside --node); skipped", keep=True
+                )
+                return
+            if self.dry_run:
+                pending = [n for n in self.env.nodes[self.env.nodes.index(join.node) :]]
+                for n in pending:
+                    if n.name not in seen:
+                        self.plan(
+                            n.name, f"join the cluster of {self.first.name} by {self.first.ip}"
+                        )
+                return
+            if join.node.name in seen:  # joined, yet still listed as not joined: a bug or a race
+                raise OperationFailedError(f"{join.node.name}: still not a member after joining")
+            seen.add(join.node.name)
+            self.join_with_retries(join)
+        first_status = self.status(self.first.name)
+        if not formation.ha_formed(self.env, first_status):
+            self.progress.step(self.first.name, "waiting until high-availability: yes (3 voters)")
+            self.wait_until(
+                "high-availability: yes with 3 voters",
+                lambda: formation.ha_formed(self.env, self.status(self.first.name)),
+                self.settings.ha_timeout_s,
+            )
+        self.progress.step(
+            self.first.name, f"cluster formed: {len(self.env.nodes)} nodes", keep=True
+        )
+
+    def join_with_retries(self, join: Join) -> None:
+        name = join.node.name
+        last = "(no output)"
+        current: Join | None = join
+        for attempt in range(1, self.settings.join_attempts + 1):
+            try:
+                if attempt > 1:  # facts again: the last attempt may have half-joined (#3694)
+                    current = formation.next_join(self.env, self.statuses())
+                    if current is None or current.node != join.node:
+                        return  # the previous attempt did join after all
+                assert current is not None
+                last = self.join_once(current)
+                if last == "":
+                    return
+            except NodeUnreachableError as exc:
+                last = exc.lines[0]
+            except FormationError as exc:
+                raise OperationFailedError(str(exc)) from None
+            if attempt < self.settings.join_attempts:
+                delay = self.settings.backoff_s * 2 ** (attempt - 1)
+                self.progress.step(
+                    name, f"join attempt {attempt} failed; retrying in {delay:.1f}s", keep=True
+                )
+                self.sleep(delay)
+        raise OperationFailedError(
+            f"{name}: did not join after {self.settings.join_attempts} attempts; "
+            f"MicroK8s said: {last}"
+        )
+
+    def join_once(self, join: Join) -> str:
+        """One join; returns "" on success, else MicroK8s' last output."""
+        name, first = join.node.name, self.first.name
+        if join.remove_stale:
+            # remove_node.py exits 1 after removing a node unknown to Kubernetes from dqlite:
+            # the exit code is not the verdict, the next facts are.
+            res = self.session(first).run(f"microk8s remove-node {join.node.ip} --force")
+            if self.status(first).role_of(str(join.node.ip)) is not None:
+                return f"remove-node on {first}: {self.last_output(res)}"
+            self.change(first, f"removed stale dqlite entry {join.node.ip} ({name})")
+        self.progress.step(name, f"joining {self.first.ip}")
+        token = self.add_node_token()
+        with self.secret(token):
+            url = formation.join_url(self.first, token)
+            # The URL (with the token) goes over the channel's stdin, not the command line.
+            res = self.session(name).run(
+                'read -r url && exec microk8s join "$url"', stdin=url + "\n"
+            )
+            if not res.ok:
+                return self.last_output(res)
+        self.wait_until(
+            f"{name} is a {join.wait_for} of the cluster",
+            lambda: formation.join_settled(self.env, join, self.status(first)),
+            self.settings.ha_timeout_s,
+        )
+        self.change(name, f"joined the cluster ({join.wait_for})")
+        return ""
+
+    def add_node_token(self) -> str:
+        first = self.first.name
+        res = self.session(first).run(
+            f"microk8s add-node --token-ttl {formation.TOKEN_TTL_S} --format json",
+            secret_output=True,
+        )
+        if not res.ok:
+            raise OperationFailedError(f"{first}: add-node failed (exit {res.code})")
+        try:
+            token = formation.parse_add_node_json(res.stdout)
+        except formation.FactsError as exc:
+            raise OperationFailedError(f"{first}: {exc}") from None
+        return token
+
+    @contextmanager
+    def secret(self, value: str) -> Iterator[None]:
+        """Redact `value` (and its token part) from all output and logs, during and after."""
+        self.journal.secrets.extend([value, value.split("/")[0]])
+        yield
+
+    # add-ons, certificate, kubeconfig ---------------------------------------------------
+
+    def enable_addons(self) -> None:
+        first = self.first.name
+        status = self.status(first)
+        values_dir = self.settings.paths.addon_values
+        commands = formation.addon_commands(self.env, status, values_dir)
+        if commands and not self.dry_run:
+            self.upload_addon_values(first, values_dir)
+        for argv in commands:
+            cmd = shlex.join(argv)
+            if self.dry_run:
+                self.plan(first, cmd)
+                continue
+            res = self.session(first).run(cmd, timeout=self.settings.wait_timeout_s)
+            if not res.ok:
+                raise OperationFailedError(
+                    f"{first}: `{cmd}` failed (exit {res.code}): {self.last_output(res)}"
+                )
+            self.change(first, f"enabled {argv[-1]}")
+        if self.dry_run or not commands:
+            return
+        enabled = self.status(first).enabled_addons  # once more: did they really come up?
+        missing = [n for n in formation.wanted_addons(self.env) if n not in enabled]
+        if missing:
+            raise OperationFailedError(f"{first}: add-ons still not enabled: {', '.join(missing)}")
+
+    def upload_addon_values(self, name: str, values_dir: str) -> None:
+        """Values files the add-ons are enabled with; rewritten each time (cheap, idempotent)."""
+        for file, text in formation.addon_value_files(self.env).items():
+            path = f"{values_dir}/{file}"
+            # NodePaths are mk8s' own constants, used unquoted like the others (tests put a
+            # per-node $SSHD_NODE in them for the shell to expand).
+            cmd = f"mkdir -p {values_dir} && cat > {path}"
+            res = self.session(name).run(cmd, stdin=text)
+            if not res.ok:
+                raise OperationFailedError(
+                    f"{name}: writing {path} failed: {self.last_output(res)}"
+                )
+
+    def cert_ips(self, name: str) -> list[str]:
+        res = self.session(name).run(f"cat {self.settings.paths.server_cert}")
+        try:
+            cert = x509.load_pem_x509_certificate(res.stdout.encode())
+            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except (ValueError, x509.ExtensionNotFound):
+            raise OperationFailedError(
+                f"{name}: cannot read the API server certificate {self.settings.paths.server_cert}"
+            ) from None
+        return [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
+
+    def ensure_api_certificate(self) -> None:
+        """The API address must be in server.crt on the nodes a client may reach through it."""
+        address: IPv4Address = self.env.api_address
+        names = list(self.targets) if self.env.network.api_vip else [self.first.name]
+        if self.only is not None:
+            names = [n for n in names if n == self.only]
+        for name in names:
+            if not formation.missing_sans(address, self.cert_ips(name)):
+                continue
+            # extraSANs should have covered it (launch config); a node installed before the
+            # address was configured gets it added to the CSR template and a refreshed cert.
+            if self.dry_run:
+                self.plan(name, f"add {address} to the API certificate and refresh-certs")
+                continue
+            path = self.settings.paths.csr_template
+            template = self.session(name).run(f"cat {path}").stdout
+            new = formation.csr_template_with(template, address)
+            self.must_stdin(name, f"tee {path} >/dev/null", new, "updating the CSR template")
+            self.must(name, "microk8s refresh-certs --cert server.crt", "refreshing server.crt")
+            if formation.missing_sans(address, self.cert_ips(name)):
+                raise OperationFailedError(f"{name}: server.crt still does not cover {address}")
+            self.change(name, f"API certificate now covers {address}")
+
+    def must_stdin(self, name: str, command: str, stdin: str, doing: str) -> None:
+        res = self.session(name).run(command, stdin=stdin)
+        if not res.ok:
+            raise OperationFailedError(f"{name}: {doing} failed: {self.last_output(res)}")
+
+    def write_kubeconfig(self) -> None:
+        first = self.first.name
+        path = self.out_dir / KUBECONFIG
+        if self.dry_run:
+            if not path.exists():
+                self.plan(first, f"write {path} (server https://{self.env.api_address}:{API_PORT})")
+            return
+        res = self.session(first).run("microk8s config", secret_output=True)
+        if not res.ok:
+            raise OperationFailedError(f"{first}: `microk8s config` failed (exit {res.code})")
+        text = kubeconfig_for(res.stdout, self.env.api_address)
+        if path.exists() and path.read_text() == text and (path.stat().st_mode & 0o777) == 0o600:
+            return
+        write_private(path, text)
+        self.change(
+            first, f"wrote {path} (mode 0600, server https://{self.env.api_address}:{API_PORT})"
+        )
+
+
+def kubeconfig_for(text: str, address: IPv4Address) -> str:
+    """`microk8s config` with every cluster's server set to the API address."""
+    doc = yaml.safe_load(text)
+    if not isinstance(doc, dict) or not doc.get("clusters"):
+        raise OperationFailedError("`microk8s config` printed no kubeconfig")
+    for cluster in doc["clusters"]:
+        cluster["cluster"]["server"] = f"https://{address}:{API_PORT}"
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a credential: created 0600 (never readable by others, not even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    tmp.replace(path)
+
+
+def bootstrap(
+    env: Environment,
+    out_dir: Path,
+    host_keys: HostKeySource,
+    *,
+    console: Console,
+    targets: Mapping[str, Target] | None = None,
+    settings: Settings | None = None,
+    only: str | None = None,
+    dry_run: bool = False,
+) -> Report:
+    """`invoke bootstrap`: converge every node of `env`; safe to re-run at any point."""
+    return Bootstrap(
+        env=env,
+        targets=targets or targets_for(env),
+        settings=settings or Settings(user=env.ssh.user, key_file=env.ssh.private_key_file),
+        host_keys=host_keys,
+        out_dir=out_dir,
+        console=console,
+        only=only,
+        dry_run=dry_run,
+    ).run()

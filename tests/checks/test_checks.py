@@ -1,0 +1,284 @@
+"""Pure verdict logic and parsers of mk8s.checks, on recorded command output and plain facts."""
+
+from __future__ import annotations
+
+import importlib.util
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mk8s.checks import Verdict, all_of, cluster, node
+from mk8s.checks.rbac import rbac_expectations
+from mk8s.checks.record import NOT_MEASURED, CriterionRecord, phase_of
+from mk8s.inventory.load import load_environment
+from mk8s.inventory.model import IPRange
+
+ROOT = Path(__file__).resolve().parents[2]
+POOL = IPRange(start="192.168.10.50", end="192.168.10.69")  # type: ignore[arg-type]
+
+
+# --- verdicts and evidence properties --------------------------------------------------------
+
+
+def test_all_of_passes_only_when_every_part_passes() -> None:
+    good = Verdict(True, "a", "x", "node1 ok")
+    bad = Verdict(False, "b", "x", "node2 broken")
+    assert all_of([good, good], "x").passed
+    combined = all_of([good, bad], "x")
+    assert not combined.passed
+    assert combined.message == "node2 broken" and combined.measured == "a; b"
+
+
+def test_all_of_nothing_observed_is_a_failure() -> None:
+    assert not all_of([], "3 nodes").passed
+
+
+def test_verdict_reads_as_one_line() -> None:
+    verdict = Verdict(False, "25.0", "<= 20", "pod p took 25.0s", "s")
+    assert str(verdict) == "FAIL: pod p took 25.0s (measured 25.0 s; expected <= 20)"
+
+
+def test_criterion_record_properties_follow_the_evidence_contract() -> None:
+    record = CriterionRecord("phase2.rbac_matrix", unit="decisions")
+    record.judge(Verdict(True, "20/20 as expected", "20 access decisions", "ok"))
+    assert record.properties() == [
+        ("criterion", "phase2.rbac_matrix"),
+        ("phase", "phase2"),
+        ("measured", "20/20 as expected"),
+        ("target", "20 access decisions"),
+        ("unit", "decisions"),
+    ]
+
+
+def test_criterion_that_errored_before_measuring_still_names_itself() -> None:
+    props = dict(CriterionRecord("phase1.loadbalancer", target="IP in pool").properties())
+    assert props == {
+        "criterion": "phase1.loadbalancer",
+        "phase": "phase1",
+        "measured": NOT_MEASURED,
+        "target": "IP in pool",
+    }
+
+
+@pytest.mark.parametrize("bad", ["loadbalancer", "phase5.x", "phase1.Load-Balancer", ""])
+def test_criterion_ids_are_checked(bad: str) -> None:
+    with pytest.raises(ValueError, match=r"must look like phase1\.loadbalancer"):
+        phase_of(bad)
+
+
+# --- node output parsers ---------------------------------------------------------------------
+
+SNAP_LIST = (
+    "Name      Version  Rev   Tracking     Publisher   Notes  \n"
+    "microk8s  v1.33.5  8205  1.33/stable  canonical✓  classic\n"
+)
+
+
+def test_snap_tracking_from_snap_list() -> None:
+    assert node.parse_snap_tracking(SNAP_LIST) == "1.33/stable"
+    assert node.parse_snap_tracking("error: no matching snaps installed\n") is None
+    assert node.snap_channel("n1", SNAP_LIST, "1.33/stable").passed
+    assert not node.snap_channel("n1", "", "1.33/stable").passed
+
+
+SS = """LISTEN 0      4096    192.168.10.11:16443      0.0.0.0:*
+LISTEN 0      4096          0.0.0.0:10250      0.0.0.0:*
+LISTEN 0      4096                *:25000            *:*
+LISTEN 0      4096             [::]:19001         [::]:*
+LISTEN 0      4096        127.0.0.1:10255      0.0.0.0:*
+LISTEN 0      511     192.168.10.12:80         0.0.0.0:*
+"""
+
+
+def test_ports_listen_on_the_node_address_or_everywhere() -> None:
+    verdict = node.ports("n1", "192.168.10.11", SS, (16443, 10250, 25000, 19001))
+    assert verdict.passed, verdict
+
+
+def test_port_bound_to_another_address_does_not_count() -> None:
+    verdict = node.ports("n1", "192.168.10.11", SS, (80,))
+    assert not verdict.passed and "port 80 not listening" in verdict.message
+
+
+def test_loopback_only_read_only_port_is_not_reachable() -> None:
+    assert node.ports("n1", "192.168.10.11", SS, (16443,), closed=(10255,)).passed
+
+
+UFW = """Status: active
+
+To                         Action      From
+--                         ------      ----
+22/tcp                     ALLOW       Anywhere
+16443/tcp                  ALLOW       192.168.10.0/24
+10250:10255/tcp            ALLOW       192.168.10.0/24
+80,443/tcp                 ALLOW       192.168.10.0/24
+30000:32767/tcp            DENY        Anywhere
+22/tcp (v6)                ALLOW       Anywhere (v6)
+"""
+
+
+def test_ufw_rules_and_ranges() -> None:
+    active, rules = node.parse_ufw_status(UFW)
+    assert active and len(rules) == 6
+    assert node.firewall("n1", UFW, "192.168.10.0/24", (16443, 10250, 10255)).passed
+    missing = node.firewall("n1", UFW, "192.168.10.0/24", (25000,))
+    assert not missing.passed and "no ufw rule allows 25000/tcp" in missing.message
+    other_subnet = node.firewall("n1", UFW, "192.168.20.0/24", (16443,))
+    assert not other_subnet.passed
+
+
+STATUS = """microk8s:
+  running: True
+high-availability:
+  enabled: True
+  nodes:
+  - address: 192.168.10.11:19001
+    role: voter
+  - address: 192.168.10.12:19001
+    role: voter
+  - address: 192.168.10.13:19001
+    role: standby
+addons:
+- name: dns
+  repository: core
+  status: enabled
+- name: metallb
+  repository: core
+  status: disabled
+"""
+IPS = ["192.168.10.11", "192.168.10.12", "192.168.10.13"]
+
+
+def test_ha_needs_three_voters_not_two_and_a_standby() -> None:
+    verdict = node.ha_voters("n1", STATUS, IPS)
+    assert not verdict.passed and verdict.measured == "2 voters"
+    three = STATUS.replace("role: standby", "role: voter")
+    assert node.ha_voters("n1", three, IPS).passed
+
+
+def test_ha_voter_outside_the_inventory_fails() -> None:
+    three = STATUS.replace("role: standby", "role: voter").replace("10.13", "10.99")
+    verdict = node.ha_voters("n1", three, IPS)
+    assert not verdict.passed and "not in the inventory: 192.168.10.99" in verdict.message
+
+
+def test_enabled_addons_from_status_yaml() -> None:
+    assert node.parse_enabled_addons(STATUS) == ["dns"]
+    assert node.parse_enabled_addons("microk8s is not running\n: [") == []
+
+
+def test_ssh_and_upgrades_and_time_and_swap() -> None:
+    assert node.ssh_password_off(
+        "n", "passwordauthentication no\nkbdinteractiveauthentication no"
+    ).passed
+    assert not node.ssh_password_off("n", "passwordauthentication no").passed  # kbd unknown
+    dump = 'APT::Periodic::Unattended-Upgrade "1";\n'
+    assert node.unattended_upgrades("n", dump, "enabled\n").passed
+    assert not node.unattended_upgrades("n", dump, "disabled\n").passed
+    weekly = 'APT::Periodic::Unattended-Upgrade "7";\n'
+    assert node.unattended_upgrades("n", weekly, "enabled\n").passed
+    monthly = 'APT::Periodic::Unattended-Upgrade "30";\n'
+    assert not node.unattended_upgrades("n", monthly, "enabled\n").passed
+    assert node.time_synchronised("n", "yes\n").passed
+    assert not node.time_synchronised("n", "").passed
+    assert node.swap_off("n", "").passed
+    assert not node.swap_off("n", "/dev/dm-1 partition 2G 0B -2\n").passed
+
+
+# --- cluster verdicts on plain facts --------------------------------------------------------------
+
+
+def test_loadbalancer_rejects_a_hostname_ingress() -> None:
+    verdict = cluster.loadbalancer("svc", ["lb.example.com"], POOL, True, "")
+    assert not verdict.passed and "is not an IP address" in verdict.message
+
+
+def test_pod_start_at_exactly_the_slo_passes() -> None:
+    assert cluster.pod_start("p", 20.0, 20).passed
+    assert not cluster.pod_start("p", 20.1, 20).passed
+
+
+def test_certificate_wildcard_and_expiry_boundary() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    cert = cluster.CertificateFact("ns", "c", ("*.example.com",), "ClusterIssuer",
+                                   "letsencrypt-prod", True, "", now + timedelta(days=30))  # fmt: skip
+    assert cluster.certificate(cert, "example.com", "letsencrypt-prod", now).passed
+    early = cluster.CertificateFact(**{**cert.__dict__, "not_after": now + timedelta(days=29)})
+    assert not cluster.certificate(early, "example.com", "letsencrypt-prod", now).passed
+
+
+def test_dns_must_point_at_this_environment() -> None:
+    nodes = ["192.168.10.11"]
+    assert cluster.dns_resolves("h", ["192.168.10.55"], nodes, POOL).passed
+    assert cluster.dns_resolves("h", ["192.168.10.11"], nodes, POOL).passed
+    stray = cluster.dns_resolves("h", ["203.0.113.7"], nodes, POOL)
+    assert not stray.passed and "203.0.113.7" in stray.message
+    assert not cluster.dns_resolves("h", [], nodes, POOL).passed
+
+
+def test_monitoring_and_alerting_need_their_components() -> None:
+    ready = [cluster.WorkloadFact("observability", "Deployment", n, 1, 1)
+             for n in ("kube-prom-stack-grafana", "prometheus-kube-prom-stack-prometheus",
+                       "alertmanager-kube-prom-stack-alertmanager")]  # fmt: skip
+    assert cluster.monitoring("observability", ready, dashboards=12).passed
+    assert not cluster.monitoring("observability", ready[1:], dashboards=12).passed  # no grafana
+    no_boards = cluster.monitoring("observability", ready, dashboards=0)
+    assert not no_boards.passed and "no Grafana dashboards" in no_boards.message
+    assert cluster.alerting(12, ready[2:]).passed
+    assert not cluster.alerting(0, ready[2:]).passed
+    assert not cluster.alerting(12, []).passed
+
+
+# --- RBAC matrix from the inventory -----------------------------------------------------------
+
+
+def test_rbac_matrix_has_allowed_and_denied_cells_for_every_role() -> None:
+    env = load_environment("dev", ROOT)
+    cells = rbac_expectations(env)
+    for role in ("cluster-admin", "auditor", "namespace-admin", "developer"):
+        mine = [c for c in cells if c.role == role]
+        assert any(c.allowed for c in mine), role
+        if role != "cluster-admin":
+            assert any(not c.allowed for c in mine), role
+    team = env.teams[0]
+    assert any(c.group == team.developers_group and c.namespace == team.name for c in cells)
+
+
+# --- the nox session's argument handling ------------------------------------------------------
+
+
+def _noxfile() -> object:
+    spec = importlib.util.spec_from_file_location("noxfile", ROOT / "noxfile.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_nox_conformance_reads_the_env_name() -> None:
+    nox_module: object = _noxfile()
+    env_option = getattr(nox_module, "_env_option")  # noqa: B009
+    env_name = getattr(nox_module, "_env_name")  # noqa: B009
+    assert env_option(["--env", "dev", "-m", "phase1"]) == "dev"
+    assert env_option(["-m", "phase1", "--env=inventory/stage.yaml"]) == "inventory/stage.yaml"
+    assert env_name("inventory/stage.yaml") == "stage"
+    assert env_name("prod") == "prod"
+    with pytest.raises(ValueError, match="missing --env"):
+        env_option(["-m", "phase1"])
+
+
+def test_runbooks_cover_every_topic_of_the_design() -> None:
+    full = ["onboarding.md", "upgrade.md", "node-drain.md", "restore-drill.md",
+            "dr.md", "troubleshooting.md", "conformance.md"]  # fmt: skip
+    assert cluster.runbooks(full).passed
+    partial = cluster.runbooks(["conformance.md", "bootstrap.md", "upgrade.md"])
+    assert not partial.passed
+    assert partial.message == (
+        "no runbook in docs/ for: onboarding, drain, restore drill, disaster recovery, "
+        "troubleshooting"
+    )
+    assert cluster.runbooks([*full[:4], "disaster-recovery.md", "troubleshooting.md"]).passed
+    # "drain" is not "dr": a drain runbook does not count as disaster recovery.
+    no_dr = cluster.runbooks([n for n in full if n != "dr.md"])
+    assert not no_dr.passed and no_dr.message.endswith("disaster recovery")
