@@ -12,13 +12,13 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.tasks import task
 
-from mk8s.bootstrap import flow as nodes
+from mk8s.bootstrap import flow as bootstrap_flow
 from mk8s.checks.loadtest import LoadProfile
 from mk8s.checks.loadtest import run as run_loadtest
 from mk8s.cli import user_errors
 from mk8s.console import console, plan_tables, print_changes
-from mk8s.deploy import flow as cluster
-from mk8s.edges import kustomize
+from mk8s.deploy import flow as deploy_flow
+from mk8s.edges import kube, kustomize, ssh
 from mk8s.edges import tools as tooling
 from mk8s.errors import OperationFailedError, UserError
 from mk8s.inventory.load import load_environment
@@ -173,10 +173,10 @@ def bootstrap(c: Context, env: str, node: str | None = None, dry_run: bool = Fal
     """MicroK8s on every node, HA cluster formation, add-ons, kubeconfig; safe to re-run."""
     environment = load_environment(env)
     out = build_dir(environment.name)
-    report = nodes.bootstrap(
+    report = bootstrap_flow.bootstrap(
         environment,
         out,
-        nodes.ProxmoxHostKeys(environment),
+        ssh.ProxmoxHostKeys(environment),
         console=console,
         only=node,
         dry_run=dry_run,
@@ -209,14 +209,14 @@ def deploy(
     out = build_dir(environment.name)
     write_plan(build_plan(environment), out)  # deploy applies exactly what plan renders now
     objects = kustomize.build(out / manifests.DIR)
-    secrets = cluster.build_secrets(
-        cluster.load_secret_refs(out / manifests.SECRETS_JSON),
+    secrets = deploy_flow.build_secrets(
+        deploy_flow.load_secret_refs(out / manifests.SECRETS_JSON),
         {**load_secrets_file(environment.secrets_file), **os.environ},
         environment.name,
     )
-    api = cluster.KubeApi(Path(kubeconfig) if kubeconfig else cluster.default_kubeconfig(out))
+    api = kube.KubeApi(Path(kubeconfig) if kubeconfig else kube.default_kubeconfig(out))
     with console.status("deploy") as status:
-        result = cluster.deploy(
+        result = deploy_flow.deploy(
             api,
             objects,
             secrets,
@@ -225,7 +225,7 @@ def deploy(
             float(timeout),
             lambda msg: status.update(f"[bold]{environment.name}[/bold]: {msg}"),
         )
-    for line in cluster.describe(result):
+    for line in deploy_flow.describe(result):
         console.print(line, soft_wrap=True)
     console.print(
         f"{environment.name}: dry run, nothing applied"

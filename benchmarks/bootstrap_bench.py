@@ -25,7 +25,8 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mk8s.bootstrap import flow as nodes
+from mk8s.bootstrap import flow as bootstrap_flow
+from mk8s.edges import ssh
 from tests.bootstrap.conftest import FixtureHostKeys, Lab, lab_environment
 from tests.support.doubles import double
 from tests.support.sshd import SshdFactory
@@ -55,18 +56,16 @@ def measure(count: int, delay: float, root: Path) -> tuple[float, float]:
         )
         double.set_delay(state, delay)
         lab = Lab(cluster, env, state, root / "build", FixtureHostKeys(cluster))
-        run = nodes.Bootstrap(
+        run = bootstrap_flow.Bootstrap(
             env=env,
-            targets=nodes.targets_for(env),
+            targets=ssh.targets_for(env),
             settings=lab.settings(),
             host_keys=lab.host_keys,
             out_dir=lab.out,
             console=Console(file=io.StringIO()),
         )
         start = time.perf_counter()
-        nodes.pin_host_keys(
-            run.known_hosts, list(run.targets.values()), run.host_keys, dry_run=False
-        )
+        ssh.pin_host_keys(run.known_hosts, list(run.targets.values()), run.host_keys, dry_run=False)
         run.parallel(list(run.targets), run.prepare_node)
         run.parallel(list(run.targets), run.machine_id)
         parallel = time.perf_counter() - start

@@ -9,7 +9,7 @@ prompts and missing lines, so we key on labels and never on line positions.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any, Literal
@@ -297,10 +297,3 @@ def distinct_machine_ids(ids: Mapping[str, str]) -> list[str]:
         for mid, names in sorted(by_id.items())
         if len(names) > 1
     ]
-
-
-def redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text

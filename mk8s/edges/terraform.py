@@ -22,6 +22,7 @@ from typing import Any
 
 from mk8s.edges.tools import Tools
 from mk8s.errors import OperationFailedError, UserError
+from mk8s.inventory.secrets import redact
 
 VM_TYPE = "proxmox_virtual_environment_vm"
 PLAN_FILE = "mk8s.tfplan"
@@ -127,13 +128,6 @@ def refusals(chs: Iterable[Change], allow_replace: bool = False) -> list[str]:
 Output = Callable[[str], None]
 
 
-def _redact(line: str, secrets: Sequence[str]) -> str:
-    for s in secrets:
-        if s:
-            line = line.replace(s, "***")
-    return line
-
-
 @dataclass
 class Terraform:
     tools: Tools
@@ -165,7 +159,7 @@ class Terraform:
         lines = []
         assert proc.stdout is not None
         for raw in proc.stdout:
-            line = _redact(raw.rstrip("\n"), self._secrets)
+            line = redact(raw.rstrip("\n"), self._secrets)
             lines.append(line)
             if stream and self.on_line is not None and line.strip():
                 self.on_line(line)

@@ -7,7 +7,7 @@ in `Secret` so an accidental print or log shows `***`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,3 +55,11 @@ def resolve(name: str, environ: Mapping[str, str], secrets_file: Mapping[str, st
             f"{name}: secret not set; export it or add it to the inventory's secrets_file"
         )
     return Secret(name, value)
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every known secret value replaced by ***."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from mk8s.bootstrap import flow as nodes
+from mk8s.bootstrap import flow as bootstrap_flow
 from mk8s.bootstrap import formation
 from mk8s.inventory.load import parse_inventory
 from mk8s.inventory.model import Environment, NodeSpec
@@ -79,12 +79,12 @@ class Lab:
     host_keys: FixtureHostKeys
     outputs: list[str] = field(default_factory=list)
 
-    def settings(self, **over: Any) -> nodes.Settings:
+    def settings(self, **over: Any) -> bootstrap_flow.Settings:
         per_node = f"{self.state}/$SSHD_NODE"
         values: dict[str, Any] = {
             "user": "root",
             "key_file": str(self.cluster.client_key),
-            "paths": nodes.NodePaths(
+            "paths": bootstrap_flow.NodePaths(
                 machine_id=f"{per_node}/machine-id",
                 server_cert=f"{per_node}/certs/server.crt",
                 csr_template=f"{per_node}/certs/csr.conf.template",
@@ -97,15 +97,15 @@ class Lab:
             "wait_timeout_s": 60,
         }
         values.update(over)
-        return nodes.Settings(**values)
+        return bootstrap_flow.Settings(**values)
 
-    def bootstrap(self, env: Environment | None = None, **kwargs: Any) -> nodes.Report:
+    def bootstrap(self, env: Environment | None = None, **kwargs: Any) -> bootstrap_flow.Report:
         """Run mk8s.bootstrap.flow.bootstrap; its console output is kept in `outputs` (also on error)."""
         buf = io.StringIO()
         console = Console(file=buf, width=200, color_system=None)
         settings = kwargs.pop("settings", None) or self.settings()
         try:
-            return nodes.bootstrap(
+            return bootstrap_flow.bootstrap(
                 env or self.env,
                 self.out,
                 self.host_keys,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mk8s.bootstrap import flow as nodes
 from mk8s.bootstrap import formation
+from mk8s.edges import ssh
 from mk8s.errors import OperationFailedError, UserError
 from tests.bootstrap.conftest import Lab
 from tests.support.doubles import double
@@ -245,8 +245,8 @@ def test_a_node_where_cloud_init_never_installed_microk8s_is_installed_then_join
 def test_a_node_without_a_pinned_key_is_never_contacted(lab: Lab, tmp_path: Path) -> None:
     known = tmp_path / "known_hosts"
     known.write_text("")
-    target = nodes.targets_for(lab.env)[lab.env.nodes[0].name]
-    session = nodes.NodeSession(target, lab.settings(), known, nodes.Journal(None))
+    target = ssh.targets_for(lab.env)[lab.env.nodes[0].name]
+    session = ssh.NodeSession(target, lab.settings(), known, ssh.Journal(None))
     with pytest.raises(UserError, match=r"no pinned host key .* refusing to trust it on first use"):
         session.run("true")
     assert lab.journal() == []

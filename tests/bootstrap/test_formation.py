@@ -13,6 +13,7 @@ from mk8s.bootstrap import formation
 from mk8s.bootstrap.formation import FactsError, FormationError, Member, NodeStatus
 from mk8s.inventory.load import load_environment
 from mk8s.inventory.model import Environment
+from mk8s.inventory.secrets import redact
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -180,9 +181,7 @@ def test_shared_machine_ids_are_named() -> None:
 
 
 def test_redact_hides_every_secret() -> None:
-    assert formation.redact("join 1.2.3.4:25000/tok/chk", ["tok/chk", "tok"]) == (
-        "join 1.2.3.4:25000/***"
-    )
+    assert redact("join 1.2.3.4:25000/tok/chk", ["tok/chk", "tok"]) == ("join 1.2.3.4:25000/***")
 
 
 @given(st.lists(st.sampled_from(["alone", "joined", "half"]), min_size=2, max_size=2))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mk8s.deploy.flow import ApplyError, Ref
+from mk8s.edges.kube import ApplyError, Ref
 
 ANSWERS = Path(__file__).parent / "answers"
 Obj = dict[str, Any]

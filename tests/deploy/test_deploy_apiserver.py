@@ -14,8 +14,9 @@ import kubernetes
 import pytest
 import yaml
 
-from mk8s.deploy import flow as cluster
-from mk8s.deploy.flow import KubeApi, Ref
+from mk8s.deploy import decide as deploy_decide
+from mk8s.deploy import flow as deploy_flow
+from mk8s.edges.kube import KubeApi, Ref
 from mk8s.errors import OperationFailedError
 from mk8s.inventory.load import load_environment
 from mk8s.render.manifests import SecretRef, secret_refs
@@ -141,13 +142,13 @@ def set_rolled_out(kube_apiserver: KubeApiServer, objects: list[Obj]) -> None:
 def test_stage_and_prod_overlays_pass_the_servers_dry_run(
     api: KubeApi, overlays: dict[str, list[Obj]], name: str
 ) -> None:
-    plan = cluster.deploy(api, overlays[name], [], name, True, 5, lambda _: None)
+    plan = deploy_flow.deploy(api, overlays[name], [], name, True, 5, lambda _: None)
     assert len(plan.changes) == len(overlays[name])
     assert api.get(Ref("v1", "Namespace", None, "velero")) is None
 
 
 def test_dry_run_on_an_empty_cluster_creates_nothing(api: KubeApi, dev_objects: list[Obj]) -> None:
-    plan = cluster.deploy(api, dev_objects, [], ENV, True, 5, lambda _: None)
+    plan = deploy_flow.deploy(api, dev_objects, [], ENV, True, 5, lambda _: None)
     assert {c.action for c in plan.changes} == {"create"}
     assert len(plan.changes) == len(dev_objects)
     assert api.get(Ref("v1", "Namespace", None, "sample-app")) is None
@@ -156,11 +157,11 @@ def test_dry_run_on_an_empty_cluster_creates_nothing(api: KubeApi, dev_objects: 
 def test_apply_then_rerun_is_a_no_op(
     api: KubeApi, dev_objects: list[Obj], kube_apiserver: KubeApiServer
 ) -> None:
-    facts = cluster.read_facts(api, dev_objects, ENV)
-    plan = cluster.plan_changes(dev_objects, facts.live, facts.predicted, facts.labelled, ENV)
-    cluster.execute(api, plan, dev_objects, lambda _: None)
+    facts = deploy_flow.read_facts(api, dev_objects, ENV)
+    plan = deploy_decide.plan_changes(dev_objects, facts.live, facts.predicted, facts.labelled, ENV)
+    deploy_flow.execute(api, plan, dev_objects, lambda _: None)
     set_rolled_out(kube_apiserver, dev_objects)
-    cluster.wait_for_rollouts(api, dev_objects, 10, lambda _: None)
+    deploy_flow.wait_for_rollouts(api, dev_objects, 10, lambda _: None)
     pool = api.get(
         Ref("metallb.io/v1beta1", "IPAddressPool", "metallb-system", "default-addresspool")
     )
@@ -169,7 +170,7 @@ def test_apply_then_rerun_is_a_no_op(
     managers = {m["manager"] for m in pool["metadata"]["managedFields"]}
     assert managers == {"mk8s"}
 
-    again = cluster.deploy(api, dev_objects, [], ENV, False, 10, lambda _: None)
+    again = deploy_flow.deploy(api, dev_objects, [], ENV, False, 10, lambda _: None)
     changed = [(c.action, str(c.ref), c.paths) for c in again.changes if c.action != "unchanged"]
     assert changed == []
 
@@ -181,13 +182,13 @@ def test_a_hand_edit_is_reported_and_reverted(
     apps.patch_namespaced_deployment(
         "sample-app", "sample-app", {"spec": {"replicas": 5}}, field_manager="kubectl-scale"
     )
-    plan = cluster.deploy(api, dev_objects, [], ENV, True, 5, lambda _: None)
+    plan = deploy_flow.deploy(api, dev_objects, [], ENV, True, 5, lambda _: None)
     updates = [(str(c.ref), c.paths) for c in plan.by_action("update")]
     assert updates == [("Deployment sample-app/sample-app", ("spec.replicas",))]
-    facts = cluster.read_facts(api, dev_objects, ENV)
-    cluster.execute(
+    facts = deploy_flow.read_facts(api, dev_objects, ENV)
+    deploy_flow.execute(
         api,
-        cluster.plan_changes(dev_objects, facts.live, facts.predicted, facts.labelled, ENV),
+        deploy_decide.plan_changes(dev_objects, facts.live, facts.predicted, facts.labelled, ENV),
         dev_objects,
         lambda _: None,
     )
@@ -212,12 +213,12 @@ def test_prune_deletes_only_what_left_the_overlay(
         ("ConfigMap", "nginx-load-balancer-microk8s-conf"),
     }
     remaining = [o for o in dev_objects if (o["kind"], o["metadata"]["name"]) not in leaving]
-    facts = cluster.read_facts(api, remaining, ENV)
-    plan = cluster.plan_changes(remaining, facts.live, facts.predicted, facts.labelled, ENV)
+    facts = deploy_flow.read_facts(api, remaining, ENV)
+    plan = deploy_decide.plan_changes(remaining, facts.live, facts.predicted, facts.labelled, ENV)
     assert [str(c.ref) for c in plan.by_action("prune")] == [
         "NetworkPolicy sample-app/allow-acme-http01-solver"
     ]
-    cluster.execute(api, plan, remaining, lambda _: None)
+    deploy_flow.execute(api, plan, remaining, lambda _: None)
     assert (
         api.get(
             Ref("networking.k8s.io/v1", "NetworkPolicy", "sample-app", "allow-acme-http01-solver")
@@ -235,9 +236,9 @@ def test_secrets_from_references_converge_and_changes_show_keys_only(
     specs = [SecretRef("cert-manager", "cloudflare-api-token", {"api-token": "${CF_TOKEN}"})]
     core = kubernetes.client.CoreV1Api(kube_apiserver.api_client())
 
-    def deploy_with(token: str) -> cluster.DeployPlan:
-        secrets = cluster.build_secrets(specs, {"CF_TOKEN": token}, "secrets-test")
-        return cluster.deploy(api, [], secrets, "secrets-test", False, 5, lambda _: None)
+    def deploy_with(token: str) -> deploy_decide.DeployPlan:
+        secrets = deploy_flow.build_secrets(specs, {"CF_TOKEN": token}, "secrets-test")
+        return deploy_flow.deploy(api, [], secrets, "secrets-test", False, 5, lambda _: None)
 
     first = deploy_with("token-one")
     assert [c.action for c in first.changes] == ["create"]
@@ -247,7 +248,7 @@ def test_secrets_from_references_converge_and_changes_show_keys_only(
     assert deploy_with("token-one").empty
 
     rotated = deploy_with("token-two")
-    text = "\n".join(cluster.describe(rotated))
+    text = "\n".join(deploy_flow.describe(rotated))
     assert "~ Secret cert-manager/cloudflare-api-token (data.api-token)" in text
     assert "token-one" not in text and "token-two" not in text
     stored = core.read_namespaced_secret("cloudflare-api-token", "cert-manager")
@@ -276,16 +277,16 @@ def test_stage_with_its_secrets_deploys_and_converges(
 ) -> None:
     """Last in this module: stage takes over the cluster-scoped objects dev applied."""
     specs = secret_refs(load_environment(str(ROOT / "inventory" / "stage.yaml")))
-    environ = {name: f"test-{name.lower()}" for name in cluster.env_vars_named(specs)}
-    secrets = cluster.build_secrets(specs, environ, "stage")
+    environ = {name: f"test-{name.lower()}" for name in deploy_flow.env_vars_named(specs)}
+    secrets = deploy_flow.build_secrets(specs, environ, "stage")
     desired = [*overlays["stage"], *secrets]
-    facts = cluster.read_facts(api, desired, "stage")
-    plan = cluster.plan_changes(desired, facts.live, facts.predicted, facts.labelled, "stage")
-    cluster.execute(api, plan, desired, lambda _: None)
+    facts = deploy_flow.read_facts(api, desired, "stage")
+    plan = deploy_decide.plan_changes(desired, facts.live, facts.predicted, facts.labelled, "stage")
+    deploy_flow.execute(api, plan, desired, lambda _: None)
     set_rolled_out(kube_apiserver, overlays["stage"])
-    cluster.wait_for_rollouts(api, overlays["stage"], 10, lambda _: None)
+    deploy_flow.wait_for_rollouts(api, overlays["stage"], 10, lambda _: None)
 
-    again = cluster.deploy(api, overlays["stage"], secrets, "stage", False, 10, lambda _: None)
+    again = deploy_flow.deploy(api, overlays["stage"], secrets, "stage", False, 10, lambda _: None)
     changed = [(c.action, str(c.ref), c.paths) for c in again.changes if c.action != "unchanged"]
     assert changed == []
     assert {str(c.ref) for c in again.changes} >= {

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from mk8s.deploy import flow as cluster
-from mk8s.deploy.flow import ApplyError, Ref
+from mk8s.deploy import decide as deploy_decide
+from mk8s.deploy import flow as deploy_flow
+from mk8s.edges.kube import ApplyError, Ref
 from mk8s.edges.kustomize import cache_dir
 from mk8s.errors import OperationFailedError, UserError
 from mk8s.render.manifests import SecretRef
@@ -51,11 +52,11 @@ def noop(_: str) -> None:
     pass
 
 
-def run(api: RecordedApi, desired: list[Obj], dry_run: bool = False) -> cluster.DeployPlan:
-    return cluster.deploy(api, desired, [], ENV, dry_run, timeout_s=5, progress=noop)
+def run(api: RecordedApi, desired: list[Obj], dry_run: bool = False) -> deploy_decide.DeployPlan:
+    return deploy_flow.deploy(api, desired, [], ENV, dry_run, timeout_s=5, progress=noop)
 
 
-def actions(plan: cluster.DeployPlan) -> list[tuple[str, str]]:
+def actions(plan: deploy_decide.DeployPlan) -> list[tuple[str, str]]:
     return [(c.action, str(c.ref)) for c in plan.changes]
 
 
@@ -99,7 +100,7 @@ def test_server_bookkeeping_and_status_are_not_changes() -> None:
     predicted["metadata"]["managedFields"] = []
     predicted["status"] = {}
     ref = Ref.of(live)
-    plan = cluster.plan_changes([live], {ref: live}, {ref: predicted}, [], ENV)
+    plan = deploy_decide.plan_changes([live], {ref: live}, {ref: predicted}, [], ENV)
     assert actions(plan) == [("unchanged", "Deployment sample-app/sample-app")]
 
 
@@ -117,7 +118,7 @@ def test_drift_is_reported_by_field_and_corrected() -> None:
     (change,) = plan.changes
     assert (change.action, change.paths) == ("update", ("spec.replicas",))
     assert "apply Deployment sample-app/sample-app" in api.calls
-    assert cluster.describe(plan)[0] == "  ~ Deployment sample-app/sample-app (spec.replicas)"
+    assert deploy_flow.describe(plan)[0] == "  ~ Deployment sample-app/sample-app (spec.replicas)"
 
 
 def test_prune_removes_only_this_envs_labelled_objects_that_left_the_overlay() -> None:
@@ -135,7 +136,7 @@ def test_prune_removes_only_this_envs_labelled_objects_that_left_the_overlay() -
         live={Ref.of(o): server_view(o) for o in (gone, other_env, unlabelled, addon_owned)}
     )
     plan = run(api, DESIRED)
-    assert plan.by_action("prune") == [cluster.Change(Ref.of(gone), "prune")]
+    assert plan.by_action("prune") == [deploy_decide.Change(Ref.of(gone), "prune")]
     assert api.calls[-1] == "delete ConfigMap sample-app/old-settings"
     assert Ref.of(other_env) in api.live and Ref.of(unlabelled) in api.live
     assert Ref.of(addon_owned) in api.live
@@ -146,7 +147,7 @@ def test_prune_deletes_dependents_and_keeps_a_namespace_that_left_the_overlay() 
     old_np = obj("networking.k8s.io/v1", "NetworkPolicy", "default-deny", "team-old", spec={})
     old_cr = obj("velero.io/v1", "Schedule", "daily", "velero", spec={})
     labelled = [server_view(o) for o in (old_ns, old_np, old_cr)]
-    plan = cluster.plan_changes([], {}, {}, labelled, ENV)
+    plan = deploy_decide.plan_changes([], {}, {}, labelled, ENV)
     assert actions(plan) == [
         ("prune", "Schedule velero/daily"),
         ("prune", "NetworkPolicy team-old/default-deny"),
@@ -154,10 +155,10 @@ def test_prune_deletes_dependents_and_keeps_a_namespace_that_left_the_overlay() 
     ]
     # Deleting a namespace would delete whatever the team runs in it: never done by deploy.
     assert "  ! Namespace team-old left the overlay; kept (delete it by hand if intended)" in (
-        cluster.describe(plan)
+        deploy_flow.describe(plan)
     )
     api = RecordedApi(live={Ref.of(o): o for o in labelled})
-    cluster.execute(api, plan, [], noop)
+    deploy_flow.execute(api, plan, [], noop)
     assert api.calls == [
         "delete Schedule velero/daily",
         "delete NetworkPolicy team-old/default-deny",
@@ -214,14 +215,17 @@ def test_kinds_the_cluster_does_not_serve_are_named_before_anything_runs() -> No
 
 
 def test_rollout_judgement_follows_kubectl_rollout_status() -> None:
-    assert cluster.rollout_status(answer("deployment-live")) == (True, "2/2 available")
-    assert cluster.rollout_status(answer("deployment-rolling")) == (False, "2/3 replicas updated")
-    assert cluster.rollout_status(answer("daemonset-rolling")) == (False, "2/3 pods updated")
+    assert deploy_decide.rollout_status(answer("deployment-live")) == (True, "2/2 available")
+    assert deploy_decide.rollout_status(answer("deployment-rolling")) == (
+        False,
+        "2/3 replicas updated",
+    )
+    assert deploy_decide.rollout_status(answer("daemonset-rolling")) == (False, "2/3 pods updated")
     stale = answer("deployment-live")
     stale["metadata"]["generation"] = 4
-    assert cluster.rollout_status(stale)[0] is False
+    assert deploy_decide.rollout_status(stale)[0] is False
     with pytest.raises(OperationFailedError, match="progress deadline"):
-        cluster.rollout_status(answer("deployment-stuck"))
+        deploy_decide.rollout_status(answer("deployment-stuck"))
 
 
 def test_deploy_waits_until_the_rollout_completes() -> None:
@@ -229,7 +233,7 @@ def test_deploy_waits_until_the_rollout_completes() -> None:
     ref = Ref.of(DEPLOY)
     api.rollouts[ref] = [answer("deployment-rolling"), answer("deployment-live")]
     seen: list[str] = []
-    cluster.wait_for_rollouts(api, [DEPLOY], 60, seen.append, sleep=lambda _: None)
+    deploy_flow.wait_for_rollouts(api, [DEPLOY], 60, seen.append, sleep=lambda _: None)
     assert seen == [
         "Deployment sample-app/sample-app: 2/3 replicas updated",
         "Deployment sample-app/sample-app: 2/2 available",
@@ -240,7 +244,7 @@ def test_a_rollout_that_never_finishes_fails_after_the_timeout() -> None:
     api = RecordedApi(rollouts={Ref.of(DEPLOY): [answer("deployment-rolling")]})
     ticks = iter(range(0, 1000, 10))
     with pytest.raises(OperationFailedError, match="rollout not finished after 30s"):
-        cluster.wait_for_rollouts(
+        deploy_flow.wait_for_rollouts(
             api, [DEPLOY], 30, noop, clock=lambda: float(next(ticks)), sleep=lambda _: None
         )
 
@@ -259,26 +263,26 @@ SPECS = [
 
 def test_secrets_are_built_from_the_environment_at_deploy_time() -> None:
     env = {"CLOUDFLARE_API_TOKEN": "tok-123", "S3_KEY": "AKIA1", "S3_SECRET": "s3cr3t"}
-    cf, s3 = cluster.build_secrets(SPECS, env, ENV)
+    cf, s3 = deploy_flow.build_secrets(SPECS, env, ENV)
     assert cf["stringData"] == {"api-token": "tok-123"}
     assert "aws_secret_access_key=s3cr3t" in s3["stringData"]["cloud"]
     assert cf["metadata"]["labels"] == LABELS
-    assert "tok-123" not in str(cluster.redact(cf))
+    assert "tok-123" not in str(deploy_decide.redact(cf))
 
 
 def test_every_missing_secret_variable_is_named_at_once() -> None:
     with pytest.raises(UserError) as err:
-        cluster.build_secrets(SPECS, {"S3_KEY": "x"}, ENV)
+        deploy_flow.build_secrets(SPECS, {"S3_KEY": "x"}, ENV)
     assert [line.split()[2] for line in err.value.lines] == ["CLOUDFLARE_API_TOKEN", "S3_SECRET"]
 
 
 def test_a_secret_change_is_shown_by_key_never_by_value() -> None:
-    (secret,) = cluster.build_secrets(SPECS[:1], {"CLOUDFLARE_API_TOKEN": "new-token"}, ENV)
+    (secret,) = deploy_flow.build_secrets(SPECS[:1], {"CLOUDFLARE_API_TOKEN": "new-token"}, ENV)
     live = server_view(secret)
     live["stringData"] = {"api-token": "old-token"}
     ref = Ref.of(secret)
-    plan = cluster.plan_changes([secret], {ref: live}, {ref: server_view(secret)}, [], ENV)
-    text = "\n".join(cluster.describe(plan))
+    plan = deploy_decide.plan_changes([secret], {ref: live}, {ref: server_view(secret)}, [], ENV)
+    text = "\n".join(deploy_flow.describe(plan))
     assert "stringData.api-token" in text
     assert "new-token" not in text and "old-token" not in text
 

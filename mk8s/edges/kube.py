@@ -1,0 +1,168 @@
+"""The Kubernetes edge: one API server through the kubernetes client's dynamic API.
+
+Server-side apply with field manager `mk8s`; transport and credential failures become one line
+naming the server. Callers (deploy, the checks) hold an `Api`, so their logic is tested against
+the real kube-apiserver of the test harness through `KubeApi` itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from mk8s.errors import OperationFailedError, UserError
+
+Obj = dict[str, Any]
+FIELD_MANAGER = "mk8s"
+
+
+@dataclass(frozen=True, order=True)
+class Ref:
+    """Identity of an object on the server."""
+
+    api_version: str
+    kind: str
+    namespace: str | None
+    name: str
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> Ref:
+        meta = obj["metadata"]
+        return cls(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind} {where}{self.name}"
+
+
+class Api(Protocol):
+    """What deploy needs from a Kubernetes API server (KubeApi talks to a real one)."""
+
+    def served(self, api_version: str, kind: str) -> bool: ...
+    def get(self, ref: Ref) -> Obj | None: ...
+    def apply(self, obj: Obj, dry_run: bool) -> Obj: ...
+    def list_labelled(self, api_version: str, kind: str, selector: str) -> list[Obj]: ...
+    def delete(self, ref: Ref) -> None: ...
+
+
+class KubeApi:
+    """The kubernetes client's dynamic API: server-side apply, field manager `mk8s`."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        from kubernetes import config
+        from kubernetes.dynamic import DynamicClient
+
+        if not kubeconfig.is_file():
+            raise UserError(
+                f"kubeconfig {kubeconfig} not found: run `invoke bootstrap` first or pass --kubeconfig"
+            )
+        try:
+            client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+        except Exception as exc:  # the client raises plain exceptions for bad files
+            raise UserError(f"kubeconfig {kubeconfig} is not usable: {exc}") from None
+        self.server = str(client.configuration.host)
+        with self.talking():  # discovery runs here: the first request to the server
+            self._dyn = DynamicClient(client)  # type: ignore[no-untyped-call]
+
+    @contextlib.contextmanager
+    def talking(self) -> Iterator[None]:
+        """Transport and authentication failures become one line, not a traceback."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            yield
+        except HTTPError as exc:
+            raise OperationFailedError(
+                f"cannot reach the API server at {self.server}: {type(exc).__name__}"
+            ) from None
+        except ApiException as exc:
+            if exc.status in (401, 403):
+                raise OperationFailedError(
+                    f"the API server at {self.server} refused the kubeconfig's credentials "
+                    f"({exc.status} {exc.reason})"
+                ) from None
+            raise
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        with self.talking():
+            return self._dyn.resources.get(api_version=api_version, kind=kind)
+
+    def served(self, api_version: str, kind: str) -> bool:
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        try:
+            self._resource(api_version, kind)
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    def get(self, ref: Ref) -> Obj | None:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        with self.talking():
+            try:
+                obj = self._resource(ref.api_version, ref.kind).get(
+                    name=ref.name, namespace=ref.namespace
+                )
+            except NotFoundError:
+                return None
+            return dict(obj.to_dict())
+
+    def apply(self, obj: Obj, dry_run: bool) -> Obj:
+        from kubernetes.dynamic.exceptions import DynamicApiError
+
+        ref = Ref.of(obj)
+        kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER}
+        if dry_run:
+            kwargs["dry_run"] = "All"
+        with self.talking():
+            try:
+                out = self._resource(ref.api_version, ref.kind).server_side_apply(
+                    body=obj, name=ref.name, namespace=ref.namespace, force_conflicts=True, **kwargs
+                )
+            except DynamicApiError as exc:
+                if exc.status in (401, 403):
+                    raise  # credentials, not this object: talking() words it
+                raise ApplyError(ref, exc.status, _reason(exc)) from None
+            return dict(out.to_dict())
+
+    def list_labelled(self, api_version: str, kind: str, selector: str) -> list[Obj]:
+        with self.talking():
+            resource = self._resource(api_version, kind)
+            items = resource.get(label_selector=selector).to_dict()["items"]
+        for item in items:  # list items omit apiVersion/kind
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        return [dict(i) for i in items]
+
+    def delete(self, ref: Ref) -> None:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        with self.talking(), contextlib.suppress(NotFoundError):  # already gone: converged
+            self._resource(ref.api_version, ref.kind).delete(
+                name=ref.name, namespace=ref.namespace, body={"propagationPolicy": "Background"}
+            )
+
+
+def _reason(exc: Any) -> str:
+    try:
+        return str(json.loads(exc.body)["message"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return str(getattr(exc, "summary", lambda: exc)())
+
+
+class ApplyError(Exception):
+    def __init__(self, ref: Ref, status: int | None, message: str) -> None:
+        super().__init__(f"{ref}: {message}")
+        self.ref, self.status, self.message = ref, status, message
+
+
+def default_kubeconfig(build: Path) -> Path:
+    env = os.environ.get("KUBECONFIG")
+    return Path(env) if env else build / "kubeconfig"
