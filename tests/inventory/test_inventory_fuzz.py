@@ -68,8 +68,8 @@ def test_mutated_inventory_gives_plan_or_clean_errors(mutations: list[Any]) -> N
     for path, op, value in mutations:
         try:
             apply(data, path, op, value)
-        except (KeyError, IndexError, TypeError):
-            continue  # an earlier mutation removed or reshaped this path
+        except (KeyError, IndexError, TypeError, AttributeError):
+            continue  # an earlier mutation removed or reshaped this path (e.g. set it to null)
     text = yaml.safe_dump(data)
     try:
         env = parse_inventory(text)
