@@ -12,25 +12,8 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.tasks import task
 
-from mk8s.bootstrap import flow as bootstrap_flow
-from mk8s.checks.loadtest import LoadProfile
-from mk8s.checks.loadtest import run as run_loadtest
 from mk8s.cli import user_errors
-from mk8s.console import console, plan_tables, print_changes
-from mk8s.deploy import flow as deploy_flow
-from mk8s.edges import kube, kustomize, ssh
-from mk8s.edges import tools as tooling
 from mk8s.errors import OperationFailedError, UserError
-from mk8s.inventory.load import load_environment
-from mk8s.inventory.secrets import load_secrets_file
-from mk8s.promotion.evidence import criterion_line
-from mk8s.promotion.promote import promote as promote_env
-from mk8s.promotion.report import write_report
-from mk8s.provision import flow as provisioning
-from mk8s.provision.view import checks_table, plan_table
-from mk8s.render import manifests
-from mk8s.render.build import build_dir, write_plan
-from mk8s.render.plan import build_plan
 
 ENV_HELP = {"env": "environment name (inventory/NAME.yaml) or path to an inventory YAML file"}
 
@@ -39,6 +22,9 @@ ENV_HELP = {"env": "environment name (inventory/NAME.yaml) or path to an invento
 @user_errors
 def check(c: Context, env: str) -> None:
     """Validate an inventory: schema and every cross-field rule; no network."""
+    from mk8s.console import console
+    from mk8s.inventory.load import load_environment
+
     environment = load_environment(env)
     console.print(f"{env}: OK ({len(environment.nodes)} nodes, {environment.microk8s.channel})")
 
@@ -47,6 +33,11 @@ def check(c: Context, env: str) -> None:
 @user_errors
 def plan(c: Context, env: str) -> None:
     """Render everything into build/ENV/ and show what would change; touches no infrastructure."""
+    from mk8s.console import console, plan_tables, print_changes
+    from mk8s.inventory.load import load_environment
+    from mk8s.render.build import build_dir, write_plan
+    from mk8s.render.plan import build_plan
+
     environment = load_environment(env)
     the_plan = build_plan(environment)
     for table in plan_tables(the_plan):
@@ -60,6 +51,8 @@ def plan(c: Context, env: str) -> None:
 
 
 def _say(line: str) -> None:
+    from mk8s.console import console
+
     console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -71,6 +64,9 @@ def _nodes(node: str) -> list[str]:
 @user_errors
 def tools(c: Context) -> None:
     """Ensure terraform/tofu and the pinned bpg/proxmox provider mirror (offline, cached)."""
+    from mk8s.console import console
+    from mk8s.edges import tools as tooling
+
     t = tooling.ensure_tools()
     console.print(f"terraform: {t.binary}")
     console.print(f"provider mirror: {t.mirror} (bpg/proxmox {tooling.PROVIDER_VERSION})")
@@ -90,6 +86,11 @@ def provision(
     c: Context, env: str, dry_run: bool = False, allow_replace: bool = False, module: str = ""
 ) -> None:
     """Preflight on Proxmox, Terraform plan + apply, verify the VMs, wait for SSH."""
+    from mk8s.console import console
+    from mk8s.inventory.load import load_environment
+    from mk8s.provision import flow as provisioning
+    from mk8s.provision.view import checks_table, plan_table
+
     environment = load_environment(env)
     report = provisioning.provision(
         environment,
@@ -111,6 +112,10 @@ def provision(
 @user_errors
 def destroy(c: Context, env: str, yes: bool = False) -> None:
     """Destroy the environment's VMs (only those in its state, tagged env-NAME); asks first."""
+    from mk8s.console import console
+    from mk8s.inventory.load import load_environment
+    from mk8s.provision import flow as provisioning
+
     environment = load_environment(env)
     if not yes:
         answer = input(f"Type the environment name ({environment.name}) to destroy its VMs: ")
@@ -129,6 +134,10 @@ def destroy(c: Context, env: str, yes: bool = False) -> None:
 @user_errors
 def snapshot(c: Context, env: str, name: str, node: str = "") -> None:
     """Snapshot the environment's VMs (skips nodes that already have it)."""
+    from mk8s.console import console
+    from mk8s.inventory.load import load_environment
+    from mk8s.provision import flow as provisioning
+
     done = provisioning.snapshot(load_environment(env), name, _nodes(node), say=_say)
     console.print(f"snapshot {name}: {', '.join(done) or 'nothing to do'}")
 
@@ -140,6 +149,10 @@ def snapshot(c: Context, env: str, name: str, node: str = "") -> None:
 @user_errors
 def rollback(c: Context, env: str, name: str, node: str = "") -> None:
     """Roll the environment's VMs back to a snapshot and start them."""
+    from mk8s.console import console
+    from mk8s.inventory.load import load_environment
+    from mk8s.provision import flow as provisioning
+
     done = provisioning.rollback(load_environment(env), name, _nodes(node), say=_say)
     console.print(f"rolled back to {name}: {', '.join(done)}")
 
@@ -154,6 +167,10 @@ def rollback(c: Context, env: str, name: str, node: str = "") -> None:
 @user_errors
 def power(c: Context, env: str, action: str, node: str = "") -> None:
     """Power actions on the environment's VMs (start/stop/shutdown skip VMs already there)."""
+    from mk8s.console import console
+    from mk8s.inventory.load import load_environment
+    from mk8s.provision import flow as provisioning
+
     done = provisioning.power(load_environment(env), action, _nodes(node), say=_say)
     console.print(f"{action}: {', '.join(done) or 'nothing to do'}")
 
@@ -171,6 +188,12 @@ def power(c: Context, env: str, action: str, node: str = "") -> None:
 @user_errors
 def bootstrap(c: Context, env: str, node: str | None = None, dry_run: bool = False) -> None:
     """MicroK8s on every node, HA cluster formation, add-ons, kubeconfig; safe to re-run."""
+    from mk8s.bootstrap import flow as bootstrap_flow
+    from mk8s.console import console
+    from mk8s.edges import ssh
+    from mk8s.inventory.load import load_environment
+    from mk8s.render.build import build_dir
+
     environment = load_environment(env)
     out = build_dir(environment.name)
     report = bootstrap_flow.bootstrap(
@@ -205,6 +228,15 @@ def deploy(
     c: Context, env: str, dry_run: bool = False, kubeconfig: str = "", timeout: int = 600
 ) -> None:
     """Platform manifests (kustomize overlay of ENV) applied server-side; prune; wait."""
+    from mk8s.console import console
+    from mk8s.deploy import flow as deploy_flow
+    from mk8s.edges import kube, kustomize
+    from mk8s.inventory.load import load_environment
+    from mk8s.inventory.secrets import load_secrets_file
+    from mk8s.render import manifests
+    from mk8s.render.build import build_dir, write_plan
+    from mk8s.render.plan import build_plan
+
     environment = load_environment(env)
     out = build_dir(environment.name)
     write_plan(build_plan(environment), out)  # deploy applies exactly what plan renders now
@@ -248,6 +280,12 @@ def deploy(
 @user_errors
 def loadtest(c: Context, env: str, host: str | None = None, duration: int = 0) -> None:
     """Locust at the inventory's rate; SLO gate (p95, error rate) and per-IP rate-limit check."""
+    from mk8s.checks.loadtest import LoadProfile
+    from mk8s.checks.loadtest import run as run_loadtest
+    from mk8s.console import console
+    from mk8s.inventory.load import load_environment
+    from mk8s.promotion.evidence import criterion_line
+
     profile = None
     if duration < 0:
         raise UserError(f"--duration {duration}: must be a number of seconds > 0")
@@ -266,6 +304,9 @@ def loadtest(c: Context, env: str, host: str | None = None, duration: int = 0) -
 @user_errors
 def report(c: Context) -> None:
     """Render reports/index.html: every environment, its latest runs, gate state, p95 chart."""
+    from mk8s.console import console
+    from mk8s.promotion.report import write_report
+
     console.print(f"report: {write_report()}")
 
 
@@ -273,4 +314,7 @@ def report(c: Context) -> None:
 @user_errors
 def promote(c: Context, env: str) -> None:
     """Build ENV only on fresh green evidence of the previous environment; no override."""
+    from mk8s.console import console
+    from mk8s.promotion.promote import promote as promote_env
+
     promote_env(env, echo=lambda line: console.print(line, soft_wrap=True, markup=False))

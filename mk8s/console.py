@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 
-from mk8s.render.plan import Changes, Plan, summary
+if TYPE_CHECKING:  # every task imports this module: it must not load the renderers
+    from mk8s.render.plan import Changes, Plan
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
 def plan_tables(plan: Plan) -> list[Table]:
+    from mk8s.render.plan import summary
+
     s = summary(plan.env)
     nodes = Table(title=f"{s['environment']} ({s['tier']}): nodes", title_justify="left")
     for col in ("name", "vmid", "ip", "pve_node", "cores", "memory", "disk"):

@@ -1,9 +1,10 @@
-"""Exit-criterion verdicts: pure functions from observed facts to a `Verdict`.
+"""Exit criteria: verdicts (pure functions from observed facts to a `Verdict`) and their fact
+readers.
 
-Each check module turns facts that an edge has read (from the Kubernetes API, a node over SSH,
-the Proxmox API, a stopwatch) into a Verdict. No I/O happens here, so every verdict is proven
-in tests on facts a real component produced (kube-apiserver, sshd, fakepve), and the conformance
-suite stays a thin layer: read facts, call a check, record the verdict.
+The verdict modules (cluster, node, rbac, tls, verdict) do no I/O, so every verdict is proven in
+tests on facts a real component produced (kube-apiserver, sshd, fakepve); the fact readers
+(kube_facts, node_facts, drills) read those facts through the edges, and loadtest runs Locust.
+The conformance suite stays a thin layer: read facts, call a check, record the verdict.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Proxmox VE edge (proxmoxer, API token): read facts, run tasks, wait for them.
 
 Facts are plain data (`ClusterFacts`, `VmFacts`) so that the decisions made on them
-(mk8s.provision.preflight, mk8s.provision.verify, mk8s.daytwo) are pure and tested on recorded facts.
+(mk8s.provision.preflight, mk8s.provision.verify) are pure and tested on recorded facts.
 Transient failures (HTTP 502/503/504, dropped connections) are retried with backoff; an
 authentication failure becomes one clear line naming the token variable, never its value.
 """

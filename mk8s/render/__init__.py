@@ -1,1 +1,3 @@
-"""Renderers: pure functions Environment -> artifacts under build/ENV/. One module per consumer."""
+"""Renderers: pure functions Environment -> Plan -> artifacts under build/ENV/ (plan.py,
+artifact.py), one module per consumer (terraform, cloudinit, launchconfig, manifests,
+ratelimit); build.py writes a plan into build/ENV/. Core: imports no edge and no capability."""
