@@ -25,6 +25,10 @@ set -eu
 # and `--ctstate NEW` leaves alone the replies of pod egress, which Calico masquerades with
 # --random-fully to source ports that may lie in 30000-32767. (The former raw-table DROP
 # dropped those replies, and ufw never flushes raw, so every reload appended it again.)
+# Calico's own mangle PREROUTING chain, which Felix may put in front of ours, accepts only
+# established traffic and what host-endpoint policy accepted (projectcalico/calico
+# felix/rules/static.go StaticManglePreroutingChain); MicroK8s defines no host endpoints, so
+# new connections still reach mk8s-edge.
 # ufw-init runs `before.init start` twice on a reload (/lib/ufw/ufw-init-functions ufw_reload):
 # start flushes and refills the chain and adds the jump only when it is missing.
 cat > /etc/ufw/before.init <<'HOOK'

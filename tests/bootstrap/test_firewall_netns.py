@@ -10,6 +10,9 @@ firewall"):
 - a NodePort (30080) DNAT-ed to the same pod, as kube-proxy does;
 - pod egress masqueraded the way Calico's natOutgoing does (--random-fully); the source ports
   are pinned to 31000-31099, so the reply always comes back to a port in 30000-32767;
+- Calico's mangle PREROUTING chain, which accepts established traffic
+  (projectcalico/calico felix/rules/static.go StaticManglePreroutingChain), in front of the
+  firewall's chain after the first run and behind it after re-runs, so both orders are probed;
 - node-exporter 9100, kube-proxy 10249, the API 16443, the kubelet 10250 and a kubelet
   read-only 10255 listening on the node itself.
 """
@@ -68,6 +71,8 @@ iptables -t nat -N HOSTPORT-DNAT
 iptables -t nat -A PREROUTING -m addrtype --dst-type LOCAL -j HOSTPORT-DNAT
 {hostports}
 iptables -t nat -A HOSTPORT-DNAT -p tcp --dport {NODEPORT} -j DNAT --to-destination {a.pod}:8080
+iptables -t mangle -N cali-PREROUTING
+iptables -t mangle -A cali-PREROUTING -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 iptables -t nat -A POSTROUTING -s {pod_cidr} ! -d {pod_cidr} -p tcp \
   -j MASQUERADE --to-ports {MASQ_PORTS[0]}-{MASQ_PORTS[1]} --random-fully
 """
@@ -93,6 +98,7 @@ def node_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         the_lab.serve("node", NODE_PORTS)
         the_lab.serve("outside", (EGRESS_PORT,))
         run_firewall(the_lab, monitoring=True)
+        the_lab.sh("node", "iptables -t mangle -I PREROUTING 1 -j cali-PREROUTING")
         yield the_lab
 
 
