@@ -27,8 +27,9 @@ set -eu
 # dropped those replies, and ufw never flushes raw, so every reload appended it again.)
 # Calico's own mangle PREROUTING chain, which Felix may put in front of ours, accepts only
 # established traffic and what host-endpoint policy accepted (projectcalico/calico
-# felix/rules/static.go StaticManglePreroutingChain); MicroK8s defines no host endpoints, so
-# new connections still reach mk8s-edge.
+# felix/rules/static.go StaticManglePreroutingChain); MicroK8s creates no HostEndpoint (its
+# calico.yaml only defines the CRD), so new connections still reach mk8s-edge.
+# IPv4 only: MicroK8s' Calico runs with FELIX_IPV6SUPPORT=false (calico.yaml above).
 # ufw-init runs `before.init start` twice on a reload (/lib/ufw/ufw-init-functions ufw_reload):
 # start flushes and refills the chain and adds the jump only when it is missing.
 cat > /etc/ufw/before.init <<'HOOK'
