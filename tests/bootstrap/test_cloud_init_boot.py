@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from mk8s.inventory.load import load_environment
+from mk8s.inventory.model import Environment
 from mk8s.render import cloudinit
 
 pytestmark = pytest.mark.slow
@@ -58,12 +59,17 @@ ls /run/ran 2>/dev/null || true
 """
 
 
-def _user_data() -> dict[str, Any]:
-    env = load_environment("stage", root=Path(__file__).resolve().parents[2])
-    return cloudinit.user_data_doc(env, env.nodes[0])
+def _env() -> Environment:
+    return load_environment("stage", root=Path(__file__).resolve().parents[2])
 
 
-def _boot(tmp_path: Path, user_data: dict[str, Any], failing: str) -> tuple[str, list[str]]:
+def _user_data() -> str:
+    """The first node's user-data, exactly as `invoke plan` renders it."""
+    env = _env()
+    return cloudinit.user_data(env, env.nodes[0])
+
+
+def _boot(tmp_path: Path, user_data: str, failing: str) -> tuple[str, list[str]]:
     """(`cloud-init status --long` output, the scripts that ran in order) after one boot."""
     assert os.geteuid() == 0, "booting cloud-init in private namespaces needs root (CI has it)"
     cloud_init = shutil.which("cloud-init")
@@ -79,9 +85,7 @@ def _boot(tmp_path: Path, user_data: dict[str, Any], failing: str) -> tuple[str,
         )
         stub.chmod(0o755)
     (tmp_path / "seed").mkdir()
-    (tmp_path / "seed/user-data").write_text(
-        "#cloud-config\n" + yaml.safe_dump(user_data, sort_keys=False)
-    )
+    (tmp_path / "seed/user-data").write_text(user_data)
     (tmp_path / "seed/meta-data").write_text("instance-id: iid-mk8s-test\n")
     script = BOOT.format(root=tmp_path, sbin=cloudinit.SCRIPTS_ON_NODE)
     done = subprocess.run(
@@ -112,9 +116,11 @@ def test_without_set_e_cloud_init_reports_done_although_the_firewall_failed(
     tmp_path: Path,
 ) -> None:
     """Why runcmd starts with `set -e`: cloud-init only sees the last line's exit status."""
-    doc = _user_data()
+    env = _env()
+    doc: dict[str, Any] = cloudinit.user_data_doc(env, env.nodes[0])
     doc["runcmd"] = [line for line in doc["runcmd"] if line != "set -e"]
-    status, ran = _boot(tmp_path, doc, failing="mk8s-firewall.sh")
+    user_data = "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False)
+    status, ran = _boot(tmp_path, user_data, failing="mk8s-firewall.sh")
     assert "status: done" in status and "exit=" not in status, status
     assert ran == list(cloudinit.SCRIPTS)
 
