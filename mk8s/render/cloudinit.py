@@ -49,7 +49,18 @@ def script_values(env: Environment) -> dict[str, str]:
         "SERVICE_CIDR": str(net.service_cidr),
         "CHANNEL": env.microk8s.channel,
         "ADMIN_USER": env.ssh.user,
+        "MONITORING_PORTS": " ".join(map(str, monitoring_ports(env))),
     }
+
+
+def monitoring_ports(env: Environment) -> tuple[int, ...]:
+    """Node ports Prometheus scrapes from other nodes: node-exporter and kube-proxy metrics.
+
+    The observability add-on binds kube-proxy's metrics to 0.0.0.0:10249
+    (canonical/microk8s-core-addons@1.33:addons/observability/enable); the scrape comes from
+    the other node's IP (shared/reference/microk8s-behaviour.md, node firewall).
+    """
+    return (9100, 10249) if env.monitoring.enabled else ()
 
 
 def etc_hosts(env: Environment) -> str:
@@ -59,6 +70,19 @@ def etc_hosts(env: Environment) -> str:
 
 
 SCRIPTS = ("mk8s-node-prep.sh", "mk8s-firewall.sh", "mk8s-install-microk8s.sh")
+
+
+def runcmd() -> list[str | list[str]]:
+    """The boot scripts, stopping at the first that fails so that `cloud-init status` says error.
+
+    cloud-init writes runcmd as one `#!/bin/sh` script, one line per entry and no `set -e`, and
+    fails the boot only when that script exits non-zero (Debian's cloud-init 22.4,
+    /usr/lib/python3/dist-packages/cloudinit/: util.py `shellify`, config/cc_runcmd.py,
+    config/cc_scripts_user.py via subp.py `runparts`). Without the leading `set -e` only the
+    last script's exit status counts; tests/bootstrap/test_cloud_init_boot.py boots the
+    rendered user-data through the real cloud-init both ways.
+    """
+    return ["set -e", *([f"{SCRIPTS_ON_NODE}/{s}"] for s in SCRIPTS)]
 
 
 def user_data_doc(env: Environment, node: NodeSpec) -> dict[str, Any]:
@@ -98,7 +122,7 @@ def user_data_doc(env: Environment, node: NodeSpec) -> dict[str, Any]:
                 "ssh_authorized_keys": list(env.ssh.authorized_keys),
             }
         ],
-        "runcmd": [[f"{SCRIPTS_ON_NODE}/{s}"] for s in SCRIPTS],
+        "runcmd": runcmd(),
     }
     return doc
 

@@ -84,20 +84,30 @@ def test_no_secret_is_rendered(name: str) -> None:
         assert "ssh_keys" not in artifact.content, artifact.path  # cloud-init host-key seeding
 
 
-def test_firewall_opens_cluster_ports_only_to_the_subnet_and_denies_nodeports() -> None:
+@pytest.mark.parametrize("monitoring", [True, False])
+def test_firewall_is_rendered_for_the_subnet_and_the_monitoring_setting(monitoring: bool) -> None:
+    """What the firewall does is measured on a real kernel (test_firewall_netns.py); here: the
+    rendering fills every placeholder and lists the scrape ports only with monitoring on."""
     env = _env("stage")
-    subnet = str(env.network.subnet)
-    script = cloudinit.fill(
-        (cloudinit.BOOTSTRAP_DIR / "scripts/mk8s-firewall.sh").read_text(),
-        cloudinit.script_values(env),
+    env = env.model_copy(
+        update={"monitoring": env.monitoring.model_copy(update={"enabled": monitoring})}
     )
-    assert "ufw default deny incoming" in script
-    tcp = "16443 80 443 10250:10255 25000 19001 10257 10259 7946 7472"
-    assert f"for port in {tcp}; do\n  ufw allow proto tcp from {subnet} to any port" in script
-    assert f"for port in 4789 7946; do\n  ufw allow proto udp from {subnet} to any port" in script
-    assert "ufw deny proto tcp to any port 30000:32767" in script
-    assert f"-A PREROUTING -p tcp ! -s {subnet} -m addrtype" in script
-    assert "${" not in script.replace("$port", "")
+    files = {
+        f["path"]: f["content"] for f in cloudinit.user_data_doc(env, env.nodes[0])["write_files"]
+    }
+    script = files["/usr/local/sbin/mk8s-firewall.sh"]
+    assert "${" not in script
+    assert f"-s {env.network.subnet} -j RETURN" in script
+    ports = "16443 80 443 10250 25000 19001 10257 10259 7946 7472"
+    scrape = " 9100 10249" if monitoring else " "
+    assert f"for port in {ports}{scrape}; do" in script
+    assert str(env.network.service_cidr) not in script
+
+
+def test_runcmd_stops_at_the_first_failing_script() -> None:
+    runcmd = cloudinit.user_data_doc(_env("stage"), _env("stage").nodes[0])["runcmd"]
+    assert runcmd[0] == "set -e"
+    assert runcmd[1:] == [[f"{cloudinit.SCRIPTS_ON_NODE}/{s}"] for s in cloudinit.SCRIPTS]
 
 
 def test_template_placeholders_must_all_have_values() -> None:
