@@ -74,8 +74,8 @@ def _plan(root: Path) -> subprocess.CompletedProcess[str]:
 PLAN_POINTS = {
     "loading the inventory": "mk8s.inventory.load:parse_inventory",
     "rendering": "mk8s.render.plan:build_plan",
-    "staging the files": "mk8s.render.build:stage_render",
-    "half swapped in": "mk8s.render.build:commit_render",
+    "staging the files": "mk8s.render.staging:_write",
+    "swapped in, not yet retired": "mk8s.render.staging:_retire",
 }
 
 
