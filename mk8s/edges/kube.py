@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mk8s.errors import OperationFailedError, UserError
+from mk8s.inventory.secrets import require_private
 
 Obj = dict[str, Any]
 FIELD_MANAGER = "mk8s"
@@ -61,6 +62,7 @@ class KubeApi:
             raise UserError(
                 f"kubeconfig {kubeconfig} not found: run `invoke bootstrap` first or pass --kubeconfig"
             )
+        require_private(kubeconfig, "kubeconfig")  # it holds a cluster-admin credential
         try:
             client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
         except Exception as exc:  # the client raises plain exceptions for bad files

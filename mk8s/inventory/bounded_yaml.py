@@ -20,15 +20,16 @@ from yaml.resolver import Resolver
 try:  # libyaml's event parser: composing in Python on top of it is ~5x faster than pure Python
     from yaml._yaml import CParser as _Parser
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml.parser import Parser
     from yaml.reader import Reader
     from yaml.scanner import Scanner
-    from yaml.parser import Parser
 
     class _Parser(Reader, Scanner, Parser):  # type: ignore[no-redef]
         def __init__(self, stream: str) -> None:
             Reader.__init__(self, stream)
             Scanner.__init__(self)
             Parser.__init__(self)
+
 
 MAX_BYTES = 128 * 1024
 MAX_DEPTH = 32
@@ -127,9 +128,7 @@ def load_bounded(text: str) -> Any:
         if root is None:
             return None
         if expanded_size(root) > MAX_VALUES:
-            raise YamlLimitError(
-                f"holds more than {MAX_VALUES} values once aliases are expanded"
-            )
+            raise YamlLimitError(f"holds more than {MAX_VALUES} values once aliases are expanded")
         return loader.construct_document(root)  # type: ignore[no-untyped-call]
     finally:
         loader.dispose()

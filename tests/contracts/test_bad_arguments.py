@@ -37,7 +37,9 @@ BAD: list[tuple[list[str], tuple[str, ...]]] = [
 @pytest.fixture
 def lab_root(tmp_path: Path) -> Iterator[tuple[Path, Listener]]:
     listener = Listener()
-    write_inventory(tmp_path, inventory("lab", proxmox_endpoint=f"https://127.0.0.1:{listener.port}"))
+    write_inventory(
+        tmp_path, inventory("lab", proxmox_endpoint=f"https://127.0.0.1:{listener.port}")
+    )
     yield tmp_path, listener
     listener.close()
 

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from mk8s.errors import InventoryError
+from mk8s.inventory.bounded_yaml import MAX_ALIASES, YamlLimitError, load_bounded
 from mk8s.inventory.load import parse_inventory
 from tests.contracts.support import ENV_TASKS, ROOT, run_task
 
@@ -35,9 +35,17 @@ CORPUS: list[tuple[str, str, tuple[str, ...]]] = [
         LAB + "nodes:\n  - {name: x, vmid: 1, ip: 127.0.61.99, pve_node: pve1}\n",
         ("duplicate key 'nodes'", "line "),
     ),
-    ("duplicate in flow map", LAB.replace("cores: 4,", "cores: 4, cores: 8,"), ("duplicate key 'cores'",)),
+    (
+        "duplicate in flow map",
+        LAB.replace("cores: 4,", "cores: 4, cores: 8,"),
+        ("duplicate key 'cores'",),
+    ),
     ("deep nesting", "name: " + "[" * 5000 + "]" * 5000 + "\n", ("nest",)),
-    ("deep block nesting", "a:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 60)), ("nested deeper",)),
+    (
+        "deep block nesting",
+        "a:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 60)),
+        ("nested deeper",),
+    ),
     ("alias bomb", _alias_bomb(), ("aliases",)),
     ("too big", _big(), ("bytes",)),
     ("self alias", LAB + "loop: &loop [*loop]\n", ("alias",)),
@@ -67,15 +75,15 @@ def test_duplicate_key_names_both_lines() -> None:
 
 def test_merge_key_override_is_not_a_duplicate() -> None:
     """`<<: *defaults` then the same key is YAML's override idiom: still accepted."""
-    data = yaml.safe_load(LAB)
-    text = LAB + "x-defaults: &d {cores: 4, memory_gib: 16, disk_gib: 100}\n"
-    text = text.replace(
-        "size: {cores: 4, memory_gib: 16, disk_gib: 100}", "size: {<<: *d, cores: 4}"
-    )
-    with pytest.raises(InventoryError) as caught:  # x-defaults is an unknown field, nothing else
-        parse_inventory(text, source="x.yaml")
-    assert all("x-defaults" in line for line in caught.value.lines), caught.value.lines
-    assert data["size"]["cores"] == 4
+    text = "d: &d {a: 1, b: 2}\nx: {<<: *d, a: 3}\n"
+    assert load_bounded(text) == {"d": {"a": 1, "b": 2}, "x": {"a": 3, "b": 2}}
+
+
+def test_a_few_aliases_are_fine() -> None:
+    text = "base: &b [1, 2]\n" + "".join(f"k{i}: *b\n" for i in range(MAX_ALIASES))
+    assert len(load_bounded(text)) == MAX_ALIASES + 1
+    with pytest.raises(YamlLimitError, match="aliases"):
+        load_bounded(text + "one_more: *b\n")
 
 
 def test_shipped_inventories_stay_well_inside_the_bounds() -> None:
@@ -89,7 +97,11 @@ def test_shipped_inventories_stay_well_inside_the_bounds() -> None:
 @pytest.mark.parametrize("task", sorted(ENV_TASKS))
 @pytest.mark.parametrize(
     ("text", "words"),
-    [c[1:] for c in CORPUS if c[0] in ("second nodes block", "deep nesting", "alias bomb", "too big")],
+    [
+        c[1:]
+        for c in CORPUS
+        if c[0] in ("second nodes block", "deep nesting", "alias bomb", "too big")
+    ],
     ids=["second nodes block", "deep nesting", "alias bomb", "too big"],
 )
 def test_every_task_refuses_a_hostile_inventory(

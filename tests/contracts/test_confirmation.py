@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mk8s.confirm import confirm
+from mk8s.cli.confirm import confirm
 from mk8s.errors import UserError
 from tests.contracts.support import Listener, inventory, run_task, write_inventory
 
@@ -33,7 +33,9 @@ def endpoint(tmp_path: Path) -> Iterator[tuple[Path, Listener]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("args", DESTRUCTIVE, ids=" ".join)
-def test_closed_stdin_without_yes_is_refused(args: list[str], endpoint: tuple[Path, Listener]) -> None:
+def test_closed_stdin_without_yes_is_refused(
+    args: list[str], endpoint: tuple[Path, Listener]
+) -> None:
     root, listener = endpoint
     outcome = run_task(args[0], "--env", "lab", *args[1:], cwd=root)
     outcome.assert_one_line(2, "lab", "--yes", "no terminal")
@@ -67,7 +69,7 @@ def test_yes_lets_a_lab_action_reach_proxmox(endpoint: tuple[Path, Listener]) ->
 
 
 def test_non_destructive_power_needs_no_confirmation() -> None:
-    from mk8s.arguments import DESTRUCTIVE_POWER
+    from mk8s.cli.arguments import DESTRUCTIVE_POWER
 
     assert set(DESTRUCTIVE_POWER) == {"stop", "shutdown", "reset"}
 

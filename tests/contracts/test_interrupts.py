@@ -19,11 +19,18 @@ from tests.contracts.support import ROOT, TOKEN_ENV, inventory, write_inventory
 INTERRUPTED = "interrupted; re-run to resume"
 
 
-def interrupt_at(root: Path, spec: dict[str, object], *args: str, wait_for: str = "PAUSED") -> tuple[int, str]:
+def interrupt_at(
+    root: Path, spec: dict[str, object], *args: str, wait_for: str = "PAUSED"
+) -> tuple[int, str]:
     """Run the task under the harness, SIGINT it once `wait_for` shows, return (code, stderr)."""
     spec_file = root / "spec.json"
     spec_file.write_text(json.dumps(spec))
-    env = {**os.environ, **TOKEN_ENV, "MK8S_CHILD_PID": str(root / "child.pid"), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        **TOKEN_ENV,
+        "MK8S_CHILD_PID": str(root / "child.pid"),
+        "PYTHONPATH": str(ROOT),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.contracts.interrupt_harness", str(spec_file), "--", *args],
         cwd=root,
@@ -52,22 +59,32 @@ def interrupt_at(root: Path, spec: dict[str, object], *args: str, wait_for: str 
 def assert_interrupted(code: int, stderr: str) -> None:
     assert "Traceback" not in stderr, stderr
     assert code == 130, stderr
-    lines = [line for line in stderr.splitlines() if line.strip() and line not in ("PAUSED", "CHILD")]
+    lines = [
+        line for line in stderr.splitlines() if line.strip() and line not in ("PAUSED", "CHILD")
+    ]
     assert lines == [INTERRUPTED], stderr
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def _dev(root: Path, cores: int) -> None:
-    write_inventory(root, inventory("dev", size={"cores": cores, "memory_gib": 16, "disk_gib": 100}))
+    write_inventory(
+        root, inventory("dev", size={"cores": cores, "memory_gib": 16, "disk_gib": 100})
+    )
 
 
 def _plan(root: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "plan", "--env", "dev"],
-        cwd=root, capture_output=True, text=True, timeout=120, check=False,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -87,7 +104,9 @@ def test_interrupted_plan_keeps_the_previous_render(point: str, tmp_path: Path) 
     before = _tree(tmp_path / "build")
     _dev(tmp_path, 8)
 
-    assert_interrupted(*interrupt_at(tmp_path, {"pause": PLAN_POINTS[point]}, "plan", "--env", "dev"))
+    assert_interrupted(
+        *interrupt_at(tmp_path, {"pause": PLAN_POINTS[point]}, "plan", "--env", "dev")
+    )
     assert _tree(tmp_path / "build") == before, "the interrupted plan changed the previous render"
 
     # The re-run reports exactly what an uninterrupted plan from the same render reports.
@@ -118,7 +137,9 @@ PROVISION_POINTS: dict[str, dict[str, object]] = {
 def test_interrupted_provision(point: str, tmp_path: Path) -> None:
     write_inventory(tmp_path, inventory("lab", proxmox_endpoint="https://127.0.0.1:9"))
     wait_for = "CHILD" if PROVISION_POINTS[point].get("child") else "PAUSED"
-    code, stderr = interrupt_at(tmp_path, PROVISION_POINTS[point], "provision", "--env", "lab", wait_for=wait_for)
+    code, stderr = interrupt_at(
+        tmp_path, PROVISION_POINTS[point], "provision", "--env", "lab", wait_for=wait_for
+    )
     assert_interrupted(code, stderr)
 
 
@@ -126,6 +147,8 @@ def test_interrupted_provision(point: str, tmp_path: Path) -> None:
 def test_interrupt_while_a_destroy_prompt_waits(tmp_path: Path) -> None:
     """At the confirmation prompt (a terminal is faked by the stub) Ctrl-C is an interrupt."""
     write_inventory(tmp_path, inventory("lab", proxmox_endpoint="https://127.0.0.1:9"))
-    spec = {"pause": "mk8s.confirm:_ask", "stubs": {"mk8s.confirm:_stdin_is_terminal": True}}
+    spec = {
+        "pause": "mk8s.cli.confirm:_ask",
+        "stubs": {"mk8s.cli.confirm:_stdin_is_terminal": True},
+    }
     assert_interrupted(*interrupt_at(tmp_path, spec, "destroy", "--env", "lab"))
-

@@ -45,7 +45,7 @@ class _Answer(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_POST = do_PUT = do_DELETE = _reply
+    do_GET = do_POST = do_PUT = do_DELETE = _reply  # noqa: N815 (http.server names)
 
     def log_message(self, *args: object) -> None:
         return None
@@ -75,7 +75,9 @@ def _lab(root: Path, ca: trustme.CA, port: int) -> None:
 
 
 @pytest.fixture(params=[401, 503], ids=["401", "503"])
-def answering(request: pytest.FixtureRequest, ca: trustme.CA, tmp_path: Path) -> Iterator[tuple[Path, int, int]]:
+def answering(
+    request: pytest.FixtureRequest, ca: trustme.CA, tmp_path: Path
+) -> Iterator[tuple[Path, int, int]]:
     server, port = _serve(ca, request.param)
     _lab(tmp_path, ca, port)
     yield tmp_path, port, request.param
@@ -104,7 +106,9 @@ def test_endpoint_that_never_answers(ca: trustme.CA, tmp_path: Path) -> None:
     server, port = _serve(ca, 200, hang=True)
     _lab(tmp_path, ca, port)
     try:
-        outcome = run_task("power", "--env", "lab", "--action", "stop", "--yes", cwd=tmp_path, timeout=90)
+        outcome = run_task(
+            "power", "--env", "lab", "--action", "stop", "--yes", cwd=tmp_path, timeout=90
+        )
     finally:
         server.shutdown()
     outcome.assert_one_line(1, f"127.0.0.1:{port}", "no answer", within_s=BOUND_S + 5)
@@ -115,10 +119,14 @@ def test_loadtest_against_a_dead_target(tmp_path: Path) -> None:
     port = closed_port()
     write_inventory(tmp_path, inventory("lab"))
     url = f"http://127.0.0.1:{port}"
-    outcome = run_task("loadtest", "--env", "lab", "--host", url, "--duration", "2", cwd=tmp_path, timeout=90)
+    outcome = run_task(
+        "loadtest", "--env", "lab", "--host", url, "--duration", "2", cwd=tmp_path, timeout=90
+    )
     assert "Traceback" not in outcome.stderr
     assert outcome.code == 1, outcome.stderr
-    assert f"connection refused to {url}" in outcome.stdout + outcome.stderr, outcome.stdout + outcome.stderr
+    assert f"connection refused to {url}" in outcome.stdout + outcome.stderr, (
+        outcome.stdout + outcome.stderr
+    )
     assert "p95 None" not in outcome.stdout
 
 
@@ -134,5 +142,7 @@ def test_deploy_against_a_dead_api_server(tmp_path: Path) -> None:
         "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
     )
     kubeconfig.chmod(0o600)
-    outcome = run_task("deploy", "--env", "lab", "--kubeconfig", str(kubeconfig), cwd=tmp_path, timeout=90)
+    outcome = run_task(
+        "deploy", "--env", "lab", "--kubeconfig", str(kubeconfig), cwd=tmp_path, timeout=90
+    )
     outcome.assert_one_line(1, f"127.0.0.1:{port}", within_s=BOUND_S)

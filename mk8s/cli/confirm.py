@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 
 from mk8s.errors import UserError
+from mk8s.inventory.model import Environment
 
 
 def _stdin_is_terminal() -> bool:
@@ -46,7 +47,9 @@ def confirm(
     if yes and tier != "prod":
         return
     if yes:
-        raise UserError(f"{env_name} is prod: --yes is not enough, add --confirm {env_name}")
+        raise UserError(
+            f"{env_name} is a prod environment: --yes is not enough, add --confirm {env_name}"
+        )
     if not terminal():
         raise UserError(
             f"{action} on {env_name} needs confirmation and there is no terminal to ask on: "
@@ -58,3 +61,9 @@ def confirm(
         raise UserError(f"{action} on {env_name}: no answer; {nothing}") from None
     if answer.strip() != env_name:
         raise UserError(f"{action} on {env_name}: confirmation did not match; {nothing}")
+
+
+def confirm_destructive(
+    env: Environment, action: str, *, yes: bool = False, confirm_name: str = ""
+) -> None:
+    confirm(env.name, env.effective_tier, action, yes=yes, confirm_name=confirm_name)

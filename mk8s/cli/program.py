@@ -95,7 +95,9 @@ def check_flags(program: Any) -> None:
         flag = token.partition("=")[0]
         arg = _argument(current, flag) or _argument(core, flag)
         if arg is None:
-            raise usage_error(f"{current.name}: unknown option {flag} (see `invoke --help {current.name}`)")
+            raise usage_error(
+                f"{current.name}: unknown option {flag} (see `invoke --help {current.name}`)"
+            )
         if arg.name in seen:
             raise usage_error(f"{current.name}: {flag} given twice; give it once")
         seen.add(arg.name)
