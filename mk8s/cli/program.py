@@ -11,6 +11,7 @@ every interrupt exit 130 with one line.
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -68,6 +69,9 @@ def _plain(exc: ParseError) -> str:
         task, _, missing = text.partition(" did not receive required positional arguments: ")
         flags = ", ".join("--" + m.strip(" '").replace("_", "-") for m in missing.split(","))
         return f"{task.strip(chr(39))}: {flags} is required (see `invoke --help {task.strip(chr(39))}`)"
+    needed = re.match(r"Flag <Argument: (\w+)[^>]*> needed value", text)
+    if needed:
+        return f"--{needed.group(1).replace('_', '-')} needs a value"
     if text.startswith("No idea what "):
         what = text.removeprefix("No idea what ").removesuffix(" is!")
         return f"unknown task or argument {what} (see `invoke --list`)"

@@ -2,19 +2,19 @@
 
     python -m tests.contracts.interrupt_harness SPEC.json -- TASK ARGS...
 
-SPEC: {"pause": "module:attr[.method]", "child": bool, "stubs": {"module:attr": "value"}}.
-The paused function prints PAUSED (and, with "child", runs a real child process that records
-its pid in $MK8S_CHILD_PID and waits) so the test sends SIGINT exactly there; stubs replace
-functions that would need a real Proxmox to get that far. Everything else is the real tasks.py
-run by invoke's real Program.
+SPEC: {"pause": "module:attr[.method]", "stubs": {"module:attr": value}, "fake_terraform": bool}.
+The paused function prints PAUSED so the test sends SIGINT exactly there; stubs replace
+functions that would need a real Proxmox to get that far. With "fake_terraform", provision's
+Terraform runs a shell script as its binary, through the real `mk8s.edges.terraform.Terraform`:
+the script records its pid in $MK8S_CHILD_PID and, on SIGINT, takes a second to "save its
+state" and writes $MK8S_CHILD_PID.saved, as terraform stops gracefully. Everything else is the
+real tasks.py run by invoke's real Program.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,18 +32,28 @@ def _target(spec: str) -> tuple[Any, str]:
     return owner, name
 
 
-def _pause(child: bool) -> Any:
-    def paused(*args: Any, **kwargs: Any) -> Any:
-        print("PAUSED", file=sys.stderr, flush=True)
-        if child:
-            proc = subprocess.Popen(["sleep", "60"])
-            Path(os.environ["MK8S_CHILD_PID"]).write_text(str(proc.pid))
-            print("CHILD", file=sys.stderr, flush=True)
-            proc.wait()
-        time.sleep(60)
-        raise AssertionError("the SIGINT never came")
+def _pause(*args: Any, **kwargs: Any) -> Any:
+    print("PAUSED", file=sys.stderr, flush=True)
+    time.sleep(60)
+    raise AssertionError("the SIGINT never came")
 
-    return paused
+
+FAKE_TERRAFORM = """#!/bin/sh
+trap 'echo "Interrupt received."; sleep 1; echo saved > "$MK8S_CHILD_PID.saved"; exit 1' INT
+echo $$ > "$MK8S_CHILD_PID.tmp" && mv "$MK8S_CHILD_PID.tmp" "$MK8S_CHILD_PID"
+while :; do sleep 0.1; done
+"""
+
+
+def _fake_terraform_for(env: Any, root: Path, pve_env: Any, say: Any, module: Any = None) -> Any:
+    from mk8s.edges.terraform import Terraform
+    from mk8s.edges.tools import Tools
+
+    binary = Path.cwd() / "fake-terraform"
+    binary.write_text(FAKE_TERRAFORM)
+    binary.chmod(0o755)
+    tools = Tools(binary=binary, cli_config=Path.cwd() / "cli.tfrc", mirror=Path.cwd())
+    return Terraform(tools=tools, workdir=Path.cwd() / "tf", provider_env={}, on_line=say)
 
 
 class _Stub:
@@ -60,8 +70,13 @@ def main() -> None:
     for where, value in spec.get("stubs", {}).items():
         owner, name = _target(where)
         setattr(owner, name, _Stub(value))
-    owner, name = _target(spec["pause"])
-    setattr(owner, name, _pause(bool(spec.get("child"))))
+    if spec.get("fake_terraform"):
+        import mk8s.provision.flow
+
+        mk8s.provision.flow.terraform_for = _fake_terraform_for  # type: ignore[assignment]
+    if spec.get("pause"):
+        owner, name = _target(spec["pause"])
+        setattr(owner, name, _pause)
     from invoke.main import program
 
     program.run(["invoke", "--search-root", str(ROOT), *argv])

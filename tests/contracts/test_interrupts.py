@@ -20,9 +20,9 @@ INTERRUPTED = "interrupted; re-run to resume"
 
 
 def interrupt_at(
-    root: Path, spec: dict[str, object], *args: str, wait_for: str = "PAUSED"
+    root: Path, spec: dict[str, object], *args: str, child: bool = False
 ) -> tuple[int, str]:
-    """Run the task under the harness, SIGINT it once `wait_for` shows, return (code, stderr)."""
+    """Run the task under the harness, SIGINT it once it is paused (or its child runs)."""
     spec_file = root / "spec.json"
     spec_file.write_text(json.dumps(spec))
     env = {
@@ -42,15 +42,21 @@ def interrupt_at(
     )
     assert proc.stderr is not None
     seen = []
-    deadline = time.monotonic() + 60
-    for line in proc.stderr:
-        seen.append(line)
-        if line.strip() == wait_for:
-            break
-        assert time.monotonic() < deadline, "".join(seen)
+    if child:
+        pid_file = root / "child.pid"
+        deadline = time.monotonic() + 60
+        while not pid_file.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the fake terraform never started"
+            time.sleep(0.1)
     else:
-        proc.wait()
-        raise AssertionError(f"never reached {wait_for}: exit {proc.returncode}\n{''.join(seen)}")
+        for line in proc.stderr:
+            seen.append(line)
+            if line.strip() == "PAUSED":
+                break
+        else:
+            proc.wait()
+            raise AssertionError(f"never paused: exit {proc.returncode}\n{''.join(seen)}")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     return proc.returncode, "".join(seen) + err
@@ -125,9 +131,11 @@ def test_interrupted_plan_keeps_the_previous_render(point: str, tmp_path: Path) 
 PROVISION_POINTS: dict[str, dict[str, object]] = {
     "first Proxmox request": {"pause": "mk8s.edges.proxmox:Pve.get"},
     "terraform running": {
-        "pause": "mk8s.provision.flow:terraform_for",
-        "child": True,
-        "stubs": {"mk8s.provision.flow:run_preflight": [None, []]},
+        "fake_terraform": True,
+        "stubs": {
+            "mk8s.provision.flow:run_preflight": [None, []],
+            "mk8s.provision.flow:template_vars": {},
+        },
     },
 }
 
@@ -136,11 +144,16 @@ PROVISION_POINTS: dict[str, dict[str, object]] = {
 @pytest.mark.parametrize("point", list(PROVISION_POINTS))
 def test_interrupted_provision(point: str, tmp_path: Path) -> None:
     write_inventory(tmp_path, inventory("lab", proxmox_endpoint="https://127.0.0.1:9"))
-    wait_for = "CHILD" if PROVISION_POINTS[point].get("child") else "PAUSED"
-    code, stderr = interrupt_at(
-        tmp_path, PROVISION_POINTS[point], "provision", "--env", "lab", wait_for=wait_for
-    )
+    spec = PROVISION_POINTS[point]
+    child = bool(spec.get("fake_terraform"))
+    code, stderr = interrupt_at(tmp_path, spec, "provision", "--env", "lab", child=child)
     assert_interrupted(code, stderr)
+    if child:
+        # terraform was given its interrupt and waited for, not orphaned or killed mid-write
+        assert (tmp_path / "child.pid.saved").exists()
+        pid = int((tmp_path / "child.pid").read_text())
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 @pytest.mark.slow
