@@ -85,7 +85,7 @@ def check_flags(program: Any) -> None:
         contexts[ctx.name] = ctx
         contexts.update(dict.fromkeys(ctx.aliases, ctx))
     core = program.initial_context
-    current, seen = None, set()
+    current, seen = None, set[str]()
     tokens = list(program.core.unparsed)
     i = 0
     while i < len(tokens):
@@ -148,8 +148,8 @@ def install() -> None:
     if not _ORIGINAL:
         for name in ("parse_tasks", "parse_cleanup", "execute"):
             _ORIGINAL[name] = getattr(Program, name)
-        Program.parse_tasks = _wrap_parse(_ORIGINAL["parse_tasks"])  # type: ignore[method-assign]
-        Program.parse_cleanup = _wrap_parse(_ORIGINAL["parse_cleanup"])  # type: ignore[method-assign]
+        Program.parse_tasks = _wrap_parse(_ORIGINAL["parse_tasks"])  # type: ignore[method-assign,assignment]
+        Program.parse_cleanup = _wrap_parse(_ORIGINAL["parse_cleanup"])  # type: ignore[method-assign,assignment]
         Program.execute = _execute  # type: ignore[method-assign]
     signal.signal(signal.SIGINT, _on_sigint)
 

@@ -41,8 +41,8 @@ class YamlLimitError(Exception):
     """The text breaks one of the bounds; the message is one line without the source name."""
 
 
-def _line(node: Node | yaml.Event) -> int:
-    return node.start_mark.line + 1 if node.start_mark else 0
+def _line(node: Node | yaml.Event | None) -> int:
+    return node.start_mark.line + 1 if node is not None and node.start_mark else 0
 
 
 class BoundedLoader(_Parser, Composer, SafeConstructor, Resolver):
@@ -54,9 +54,9 @@ class BoundedLoader(_Parser, Composer, SafeConstructor, Resolver):
 
     def __init__(self, text: str) -> None:
         _Parser.__init__(self, text)
-        Composer.__init__(self)  # type: ignore[no-untyped-call]
-        SafeConstructor.__init__(self)  # type: ignore[no-untyped-call]
-        Resolver.__init__(self)  # type: ignore[no-untyped-call]
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
         self._depth = 0
         self._aliases = 0
 
@@ -73,7 +73,7 @@ class BoundedLoader(_Parser, Composer, SafeConstructor, Resolver):
                 raise YamlLimitError(
                     f"line {_line(self.peek_event())}: nested deeper than {MAX_DEPTH} levels"
                 )
-            return Composer.compose_node(self, parent, index)  # type: ignore[no-untyped-call,no-any-return]
+            return Composer.compose_node(self, parent, index)
         finally:
             self._depth -= 1
 
@@ -82,7 +82,7 @@ class BoundedLoader(_Parser, Composer, SafeConstructor, Resolver):
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # `<<: *defaults` then an explicit key is an override, not a duplicate
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             try:
                 if key in first_line:
                     raise YamlLimitError(
@@ -92,7 +92,7 @@ class BoundedLoader(_Parser, Composer, SafeConstructor, Resolver):
                 first_line[key] = _line(key_node)
             except TypeError:
                 continue  # an unhashable key: the constructor below names it
-        return SafeConstructor.construct_mapping(self, node, deep=deep)  # type: ignore[no-untyped-call,no-any-return]
+        return SafeConstructor.construct_mapping(self, node, deep=deep)
 
 
 def expanded_size(node: Node, limit: int = MAX_VALUES) -> int:
@@ -124,11 +124,11 @@ def load_bounded(text: str) -> Any:
         raise YamlLimitError(f"{size} bytes is more than the {MAX_BYTES} an inventory may have")
     loader = BoundedLoader(text)
     try:
-        root = loader.get_single_node()  # type: ignore[no-untyped-call]
+        root = loader.get_single_node()
         if root is None:
             return None
         if expanded_size(root) > MAX_VALUES:
             raise YamlLimitError(f"holds more than {MAX_VALUES} values once aliases are expanded")
-        return loader.construct_document(root)  # type: ignore[no-untyped-call]
+        return loader.construct_document(root)
     finally:
         loader.dispose()
