@@ -135,7 +135,6 @@ class Pve:
         delay = 0.5
         deadline = self._clock() + CALL_BUDGET_S
         for attempt in range(1, ATTEMPTS + 1):
-            again = attempt < ATTEMPTS and self._clock() + delay + REQUEST_TIMEOUT_S <= deadline
             try:
                 return getattr(self._api(path), method)(**kwargs)
             except ResourceException as exc:
@@ -145,7 +144,7 @@ class Pve:
                         f"{self.token_id_env} (401 {_message(exc)}): check that the token exists, "
                         "has not expired or been revoked, and that the secret matches"
                     ) from None
-                if exc.status_code in RETRY_STATUS and again:
+                if exc.status_code in RETRY_STATUS and self._again(attempt, delay, deadline):
                     self._pause(delay)
                     delay *= 2
                     continue
@@ -153,10 +152,14 @@ class Pve:
                     self.endpoint, method.upper(), path, exc.status_code, _message(exc)
                 ) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
-                self._unreachable(exc, method, path, again)
+                self._unreachable(exc, method, path, self._again(attempt, delay, deadline))
                 self._pause(delay)
                 delay *= 2
         raise AssertionError("unreachable")
+
+    def _again(self, attempt: int, delay: float, deadline: float) -> bool:
+        """Another attempt fits: one more pause and one more full request before the deadline."""
+        return attempt < ATTEMPTS and self._clock() + delay + REQUEST_TIMEOUT_S <= deadline
 
     def _pause(self, delay: float) -> None:
         self.retries += 1
