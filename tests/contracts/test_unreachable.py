@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.contracts.support import closed_port, inventory, run_task, write_inventory
+from tests.contracts.support import ROOT, closed_port, inventory, run_task, write_inventory
 
 # The tasks that talk to Proxmox first, with what gets them past argument checks and confirmation.
 PVE_TASKS: dict[str, list[str]] = {
@@ -134,6 +134,7 @@ def test_loadtest_against_a_dead_target(tmp_path: Path) -> None:
 def test_deploy_against_a_dead_api_server(tmp_path: Path) -> None:
     port = closed_port()
     write_inventory(tmp_path, inventory("lab"))
+    (tmp_path / "manifests").symlink_to(ROOT / "manifests")  # the overlays kustomize builds
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
