@@ -138,7 +138,7 @@ def snapshot(c: Context, env: str, name: str, node: str = "") -> None:
 
     environment = load_environment(env)
     name = arguments.snapshot_name(name)
-    nodes = arguments.node_names(node, [n.name for n in environment.nodes])
+    nodes = arguments.node_names(node, environment.name, [n.name for n in environment.nodes])
     done = provisioning.snapshot(environment, name, nodes, say=_say)
     console.print(f"snapshot {name}: {', '.join(done) or 'nothing to do'}")
 
@@ -163,7 +163,7 @@ def rollback(
 
     environment = load_environment(env)
     name = arguments.snapshot_name(name)
-    nodes = arguments.node_names(node, [n.name for n in environment.nodes])
+    nodes = arguments.node_names(node, environment.name, [n.name for n in environment.nodes])
     what = f"roll {', '.join(nodes) or 'every VM'} back to {name}"
     confirm_destructive(environment, what, yes=yes, confirm_name=confirm)
     done = provisioning.rollback(environment, name, nodes, say=_say)
@@ -189,7 +189,7 @@ def power(
 
     environment = load_environment(env)
     action = arguments.power_action(action)
-    nodes = arguments.node_names(node, [n.name for n in environment.nodes])
+    nodes = arguments.node_names(node, environment.name, [n.name for n in environment.nodes])
     if action in arguments.DESTRUCTIVE_POWER:
         what = f"{action} {', '.join(nodes) or 'every VM'}"
         confirm_destructive(environment, what, yes=yes, confirm_name=confirm)
@@ -218,7 +218,7 @@ def bootstrap(c: Context, env: str, node: str | None = None, dry_run: bool = Fal
 
     environment = load_environment(env)
     if node is not None:
-        arguments.node_names(node, [n.name for n in environment.nodes])
+        arguments.node_names(node, environment.name, [n.name for n in environment.nodes])
     out = build_dir(environment.name)
     report = bootstrap_flow.bootstrap(
         environment,

@@ -54,12 +54,14 @@ def snapshot_name(value: str) -> str:
     return value
 
 
-def node_names(value: str, known: Sequence[str]) -> list[str]:
+def node_names(value: str, env_name: str, known: Sequence[str]) -> list[str]:
     """`--node a,b`: each name must be a node of the inventory (empty: all nodes)."""
     names = [n.strip() for n in value.split(",") if n.strip()]
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise UserError(f"--node {', '.join(unknown)}: no such node (nodes: {', '.join(known)})")
+        raise UserError(
+            f"--node {', '.join(unknown)}: not a node of {env_name} ({', '.join(known)})"
+        )
     return names
 
 
