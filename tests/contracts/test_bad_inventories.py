@@ -112,3 +112,15 @@ def test_every_task_refuses_a_hostile_inventory(
     outcome = run_task(task, "--env", str(bad), *ENV_TASKS[task], cwd=tmp_path)
     outcome.assert_one_line(2, str(bad), *words, within_s=6)
     assert not (tmp_path / "build").exists(), "nothing may be rendered from a refused inventory"
+
+
+def test_error_lines_are_printed_as_is_not_as_markup(tmp_path: Path) -> None:
+    """Through Rich markup this line lost `[a-z0-9]` and `[x]` (issue 12)."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(LAB.replace("name: lab", 'name: "Lab[x]!"', 1))
+    outcome = run_task("check", "--env", str(bad), cwd=tmp_path)
+    line = outcome.assert_one_line(2)
+    assert line == (
+        "error: name: String should match pattern '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' "
+        "(got 'Lab[x]!')"
+    )

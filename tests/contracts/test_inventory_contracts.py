@@ -57,3 +57,19 @@ def test_kubeconfig_readable_by_group_is_refused(tmp_path: Path) -> None:
     kubeconfig.chmod(0o640)
     with pytest.raises(UserError, match=r"kubeconfig .*0640.*chmod 600"):
         require_private(kubeconfig, "kubeconfig")
+
+
+def test_the_kubeconfig_mk8s_writes_is_0600_whatever_the_umask(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from mk8s.bootstrap.flow import write_private
+
+    old = os.umask(0)
+    try:
+        write_private(tmp_path / "build" / "kubeconfig", "apiVersion: v1\n")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "build" / "kubeconfig").stat().st_mode)
+    assert mode == 0o600
+    require_private(tmp_path / "build" / "kubeconfig", "kubeconfig")  # and mk8s reads it back
