@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.contracts.support import ENV_TASKS, run_task
+from tests.contracts.support import ALL_TASKS, ENV_TASKS, run_task
 
 
 @pytest.mark.slow
@@ -54,3 +54,10 @@ def test_help_still_works(tmp_path: Path) -> None:
     outcome = run_task("--help", "check", cwd=tmp_path)
     assert outcome.code == 0, outcome.stderr
     assert "--env" in outcome.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", sorted(set(ALL_TASKS) - set(ENV_TASKS)))
+def test_unknown_flag_on_a_task_without_env(task: str, tmp_path: Path) -> None:
+    outcome = run_task(task, "--frobnicate", cwd=tmp_path)
+    outcome.assert_one_line(2, task, "unknown option --frobnicate")
