@@ -8,6 +8,7 @@ ca_bundle names the CA), so the client gets as far as a real PVE client would.
 from __future__ import annotations
 
 import http.server
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -128,6 +129,37 @@ def test_loadtest_against_a_dead_target(tmp_path: Path) -> None:
         outcome.stdout + outcome.stderr
     )
     assert "p95 None" not in outcome.stdout
+
+
+def _kubeconfig(root: Path, port: int) -> Path:
+    kubeconfig = root / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    kubeconfig.chmod(0o600)
+    return kubeconfig
+
+
+@pytest.mark.slow
+def test_deploy_against_an_api_server_that_never_answers(tmp_path: Path) -> None:
+    """Accepts the connection, then silence: bounded by mk8s' own timeouts."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel completes the handshakes; nobody ever reads or writes
+    port = int(silent.getsockname()[1])
+    write_inventory(tmp_path, inventory("lab"))
+    (tmp_path / "manifests").symlink_to(ROOT / "manifests")
+    kubeconfig = _kubeconfig(tmp_path, port)
+    try:
+        outcome = run_task(
+            "deploy", "--env", "lab", "--kubeconfig", str(kubeconfig), cwd=tmp_path, timeout=120
+        )
+    finally:
+        silent.close()
+    outcome.assert_one_line(1, f"127.0.0.1:{port}", within_s=BOUND_S + 15)
 
 
 @pytest.mark.slow
