@@ -66,9 +66,10 @@ def _plain(exc: ParseError) -> str:
     """invoke's parser messages, said the way the rest of mk8s says them."""
     text = str(exc).strip()
     if "did not receive required positional arguments" in text:
-        task, _, missing = text.partition(" did not receive required positional arguments: ")
+        quoted, _, missing = text.partition(" did not receive required positional arguments: ")
+        task = quoted.strip("'")
         flags = ", ".join("--" + m.strip(" '").replace("_", "-") for m in missing.split(","))
-        return f"{task.strip(chr(39))}: {flags} is required (see `invoke --help {task.strip(chr(39))}`)"
+        return f"{task}: {flags} is required (see `invoke --help {task}`)"
     needed = re.match(r"Flag <Argument: (\w+)[^>]*> needed value", text)
     if needed:
         return f"--{needed.group(1).replace('_', '-')} needs a value"
