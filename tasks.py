@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from pathlib import Path
 
 from invoke.context import Context
 from invoke.tasks import task
 
-from mk8s.cli import user_errors
-from mk8s.errors import OperationFailedError, UserError
+from mk8s.cli import arguments, user_errors
+from mk8s.cli.confirm import confirm_destructive
+from mk8s.errors import OperationFailedError
 
 ENV_HELP = {"env": "environment name (inventory/NAME.yaml) or path to an inventory YAML file"}
+CONFIRM_HELP = {
+    "yes": "do not ask for the environment name (not enough on prod: add --confirm prod)",
+    "confirm": "the environment's name, confirming without a prompt (required on prod)",
+}
 
 
 @task(help=ENV_HELP)
@@ -56,10 +60,6 @@ def _say(line: str) -> None:
     console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-def _nodes(node: str) -> list[str]:
-    return [n for n in node.split(",") if n]
-
-
 @task
 @user_errors
 def tools(c: Context) -> None:
@@ -92,11 +92,12 @@ def provision(
     from mk8s.provision.view import checks_table, plan_table
 
     environment = load_environment(env)
+    module_dir = arguments.module_dir(module)
     report = provisioning.provision(
         environment,
         dry_run=dry_run,
         allow_replace=allow_replace,
-        module=Path(module) if module else None,
+        module=module_dir,
         say=_say,
         show_checks=lambda checks: console.print(checks_table(checks)),
         show_plan=lambda chs: console.print(plan_table(chs)),
@@ -108,19 +109,16 @@ def provision(
     console.print(f"{environment.name}: {len(environment.nodes)} VMs {verb}, verified, SSH up")
 
 
-@task(help={**ENV_HELP, "yes": "do not ask for the environment name"})
+@task(help=ENV_HELP | CONFIRM_HELP)
 @user_errors
-def destroy(c: Context, env: str, yes: bool = False) -> None:
+def destroy(c: Context, env: str, yes: bool = False, confirm: str = "") -> None:
     """Destroy the environment's VMs (only those in its state, tagged env-NAME); asks first."""
     from mk8s.console import console
     from mk8s.inventory.load import load_environment
     from mk8s.provision import flow as provisioning
 
     environment = load_environment(env)
-    if not yes:
-        answer = input(f"Type the environment name ({environment.name}) to destroy its VMs: ")
-        if answer.strip() != environment.name:
-            raise UserError("destroy: confirmation did not match; nothing destroyed")
+    confirm_destructive(environment, "destroy its VMs", yes=yes, confirm_name=confirm)
     gone = provisioning.destroy(environment, say=_say)
     console.print(f"{environment.name}: destroyed {', '.join(gone) or 'nothing'}")
 
@@ -138,40 +136,64 @@ def snapshot(c: Context, env: str, name: str, node: str = "") -> None:
     from mk8s.inventory.load import load_environment
     from mk8s.provision import flow as provisioning
 
-    done = provisioning.snapshot(load_environment(env), name, _nodes(node), say=_say)
+    environment = load_environment(env)
+    name = arguments.snapshot_name(name)
+    nodes = arguments.node_names(node, environment.name, [n.name for n in environment.nodes])
+    done = provisioning.snapshot(environment, name, nodes, say=_say)
     console.print(f"snapshot {name}: {', '.join(done) or 'nothing to do'}")
 
 
 @task(
-    help={**ENV_HELP, "name": "snapshot name", "node": "comma-separated node names (default all)"},
+    help={
+        **ENV_HELP,
+        **CONFIRM_HELP,
+        "name": "snapshot name",
+        "node": "comma-separated node names (default all)",
+    },
     auto_shortflags=False,
 )
 @user_errors
-def rollback(c: Context, env: str, name: str, node: str = "") -> None:
+def rollback(
+    c: Context, env: str, name: str, node: str = "", yes: bool = False, confirm: str = ""
+) -> None:
     """Roll the environment's VMs back to a snapshot and start them."""
     from mk8s.console import console
     from mk8s.inventory.load import load_environment
     from mk8s.provision import flow as provisioning
 
-    done = provisioning.rollback(load_environment(env), name, _nodes(node), say=_say)
+    environment = load_environment(env)
+    name = arguments.snapshot_name(name)
+    nodes = arguments.node_names(node, environment.name, [n.name for n in environment.nodes])
+    what = f"roll {', '.join(nodes) or 'every VM'} back to {name}"
+    confirm_destructive(environment, what, yes=yes, confirm_name=confirm)
+    done = provisioning.rollback(environment, name, nodes, say=_say)
     console.print(f"rolled back to {name}: {', '.join(done)}")
 
 
 @task(
     help={
         **ENV_HELP,
-        "action": "start, stop, shutdown, reboot or reset",
+        **CONFIRM_HELP,
+        "action": "start, stop, shutdown, reboot or reset (stop, shutdown, reset ask first)",
         "node": "comma-separated node names (default all)",
     }
 )
 @user_errors
-def power(c: Context, env: str, action: str, node: str = "") -> None:
+def power(
+    c: Context, env: str, action: str, node: str = "", yes: bool = False, confirm: str = ""
+) -> None:
     """Power actions on the environment's VMs (start/stop/shutdown skip VMs already there)."""
     from mk8s.console import console
     from mk8s.inventory.load import load_environment
     from mk8s.provision import flow as provisioning
 
-    done = provisioning.power(load_environment(env), action, _nodes(node), say=_say)
+    environment = load_environment(env)
+    action = arguments.power_action(action)
+    nodes = arguments.node_names(node, environment.name, [n.name for n in environment.nodes])
+    if action in arguments.DESTRUCTIVE_POWER:
+        what = f"{action} {', '.join(nodes) or 'every VM'}"
+        confirm_destructive(environment, what, yes=yes, confirm_name=confirm)
+    done = provisioning.power(environment, action, nodes, say=_say)
     console.print(f"{action}: {', '.join(done) or 'nothing to do'}")
 
 
@@ -195,6 +217,8 @@ def bootstrap(c: Context, env: str, node: str | None = None, dry_run: bool = Fal
     from mk8s.render.build import build_dir
 
     environment = load_environment(env)
+    if node is not None:
+        arguments.node_names(node, environment.name, [n.name for n in environment.nodes])
     out = build_dir(environment.name)
     report = bootstrap_flow.bootstrap(
         environment,
@@ -225,7 +249,7 @@ def bootstrap(c: Context, env: str, node: str | None = None, dry_run: bool = Fal
 )
 @user_errors
 def deploy(
-    c: Context, env: str, dry_run: bool = False, kubeconfig: str = "", timeout: int = 600
+    c: Context, env: str, dry_run: bool = False, kubeconfig: str = "", timeout: str = "600"
 ) -> None:
     """Platform manifests (kustomize overlay of ENV) applied server-side; prune; wait."""
     from mk8s.console import console
@@ -238,6 +262,8 @@ def deploy(
     from mk8s.render.plan import build_plan
 
     environment = load_environment(env)
+    wait_s = arguments.seconds("--timeout", timeout)
+    given_kubeconfig = arguments.existing_file("--kubeconfig", kubeconfig)
     out = build_dir(environment.name)
     write_plan(build_plan(environment), out)  # deploy applies exactly what plan renders now
     objects = kustomize.build(out / manifests.DIR)
@@ -246,7 +272,7 @@ def deploy(
         {**load_secrets_file(environment.secrets_file), **os.environ},
         environment.name,
     )
-    api = kube.KubeApi(Path(kubeconfig) if kubeconfig else kube.default_kubeconfig(out))
+    api = kube.KubeApi(given_kubeconfig or kube.default_kubeconfig(out))
     with console.status("deploy") as status:
         result = deploy_flow.deploy(
             api,
@@ -254,7 +280,7 @@ def deploy(
             secrets,
             environment.name,
             dry_run,
-            float(timeout),
+            float(wait_s),
             lambda msg: status.update(f"[bold]{environment.name}[/bold]: {msg}"),
         )
     for line in deploy_flow.describe(result):
@@ -278,7 +304,7 @@ def deploy(
     auto_shortflags=False,  # -d is --dry-run elsewhere, -h is --help
 )
 @user_errors
-def loadtest(c: Context, env: str, host: str | None = None, duration: int = 0) -> None:
+def loadtest(c: Context, env: str, host: str | None = None, duration: str = "0") -> None:
     """Locust at the inventory's rate; SLO gate (p95, error rate) and per-IP rate-limit check."""
     from mk8s.checks.loadtest import LoadProfile
     from mk8s.checks.loadtest import run as run_loadtest
@@ -287,11 +313,12 @@ def loadtest(c: Context, env: str, host: str | None = None, duration: int = 0) -
     from mk8s.promotion.evidence import criterion_line
 
     profile = None
-    if duration < 0:
-        raise UserError(f"--duration {duration}: must be a number of seconds > 0")
-    if duration:
-        environment = load_environment(env)
-        profile = replace(LoadProfile.of(environment), duration_s=duration)
+    environment = load_environment(env)
+    run_s = arguments.seconds("--duration", duration, zero_means="the inventory's duration")
+    if host is not None:
+        arguments.base_url("--host", host)
+    if run_s:
+        profile = replace(LoadProfile.of(environment), duration_s=run_s)
     run_dir, summary = run_loadtest(env, host=host, profile=profile)
     for criterion in summary.criteria:
         console.print(criterion_line(criterion), soft_wrap=True, markup=False)

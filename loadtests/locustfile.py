@@ -44,5 +44,7 @@ class SampleAppUser(FastHttpUser):
     def app_page(self) -> None:
         path = getattr(self.environment.parsed_options, "app_path", "/") or "/"
         with self.client.get(path, name="app", catch_response=True) as response:
-            if response.status_code != 200:
+            if response.status_code == 0:  # FastHttpUser: no HTTP answer; the cause is in .error
+                response.failure(f"no connection to {self.host}: {response.error!r}")
+            elif response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import http.client
 import io
+import json
+import socket
 import ssl
 import subprocess
 import sys
@@ -40,6 +42,10 @@ from mk8s.promotion.evidence import (
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtests" / "locustfile.py"
 CSV_PREFIX = "locust"
 HTML = "locust.html"
+# Locust writes `--json-file NAME` as NAME.json after its runner has quit (locust 2.47 main.py),
+# so it holds the final counts; the *_stats.csv rows are written on a 1 s timer and on a short
+# run showed 10 requests where the run made 20 (measured, issue 12).
+JSON_PREFIX = "locust_final"
 PHASE = "phase3"  # the PRD's SLO load criterion belongs to phase 3
 # Achieved rate may trail the target by this much (ramp-up, pacing jitter) and still count.
 THROUGHPUT_TOLERANCE = 0.8
@@ -119,6 +125,8 @@ def locust_command(
         str(run_dir / CSV_PREFIX),
         "--html",
         str(run_dir / HTML),
+        "--json-file",
+        str(run_dir / JSON_PREFIX),
         "--loglevel",
         "WARNING",
     ]
@@ -136,6 +144,37 @@ def parse_stats(csv_text: str) -> LocustStats:
                 rps=float(row["Requests/s"]),
             )
     raise OperationFailedError("Locust stats CSV has no Aggregated row; did Locust run at all?")
+
+
+def parse_final_stats(json_text: str) -> LocustStats:
+    """Locust's final per-endpoint stats (--json-file), aggregated as its own Aggregated row is:
+    p95 by locust.stats.calculate_response_time_percentile over the merged histogram, rate as
+    requests over first-start to last-request (StatsEntry.total_rps)."""
+    entries = json.loads(json_text)
+    requests = sum(int(e["num_requests"]) for e in entries)
+    failures = sum(int(e["num_failures"]) for e in entries)
+    times: Counter[int] = Counter()
+    for e in entries:
+        times.update({int(ms): int(n) for ms, n in e["response_times"].items()})
+    starts = [float(e["start_time"]) for e in entries if e.get("start_time")]
+    ends = [float(e["last_request_timestamp"]) for e in entries if e.get("last_request_timestamp")]
+    span = max(ends) - min(starts) if starts and ends else 0.0
+    return LocustStats(
+        requests=requests,
+        failures=failures,
+        p95_ms=_percentile(times, requests, 0.95) if requests else None,
+        rps=requests / span if span > 0 else 0.0,
+    )
+
+
+def _percentile(times: Counter[int], requests: int, percent: float) -> float:
+    wanted = int(requests * percent)
+    done = 0
+    for ms in sorted(times, reverse=True):
+        done += times[ms]
+        if requests - done <= wanted:
+            return float(ms)
+    return 0.0
 
 
 def expected_rps(profile: LoadProfile) -> float:
@@ -346,6 +385,20 @@ def check_rate_limit(
     return rate_limit_criteria(limit, below, above)
 
 
+def reachable(url: str, timeout_s: float = 5.0) -> None:
+    """One TCP connection before the run: a dead target is named, not measured (issue 12)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=timeout_s).close()
+    except ConnectionRefusedError:
+        raise OperationFailedError(f"connection refused to {url}") from None
+    except TimeoutError:
+        raise OperationFailedError(f"no answer from {url} within {timeout_s:g} s") from None
+    except OSError as exc:
+        raise OperationFailedError(f"cannot connect to {url}: {exc.strerror or exc}") from None
+
+
 def run_locust(profile: LoadProfile, host: str, run_dir: Path) -> LocustStats:
     cmd = locust_command(profile, host, run_dir)
     budget = profile.duration_s + 60
@@ -354,6 +407,9 @@ def run_locust(profile: LoadProfile, host: str, run_dir: Path) -> LocustStats:
     except subprocess.TimeoutExpired:
         raise OperationFailedError(f"Locust did not finish within {budget:.0f} s") from None
     (run_dir / "locust.log").write_text(proc.stdout + proc.stderr)
+    final = run_dir / f"{JSON_PREFIX}.json"
+    if final.is_file():
+        return parse_final_stats(final.read_text())
     stats_csv = run_dir / f"{CSV_PREFIX}_stats.csv"
     if not stats_csv.is_file():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -374,6 +430,7 @@ def run(
     if host is not None and urlsplit(host).scheme not in ("http", "https"):
         raise UserError(f"--host {host!r} must be an http:// or https:// URL")
     target = (host or default_host(environment)).rstrip("/")
+    reachable(target)
     profile = profile or LoadProfile.of(environment)
     now = now or datetime.now(UTC)
     run_dir = new_run_dir(environment.name, now, root)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mk8s.errors import OperationFailedError, UserError
+from mk8s.inventory.secrets import require_private
 
 Obj = dict[str, Any]
 FIELD_MANAGER = "mk8s"
@@ -50,6 +51,23 @@ class Api(Protocol):
     def delete(self, ref: Ref) -> None: ...
 
 
+# (connect, read) seconds. The kubernetes client sets no timeout of its own (kubernetes 37.0.2
+# client/rest.py: none unless a call passes _request_timeout), so an API server that accepts
+# and never answers would hang deploy for ever (issue 12).
+KUBE_TIMEOUT_S = (5.0, 30.0)
+
+
+def _bound_requests(client: Any) -> None:
+    """Give every request of `client` a timeout unless the call brings its own."""
+    rest = client.rest_client
+    unbounded = rest.request
+
+    def request(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        return unbounded(*args, _request_timeout=_request_timeout or KUBE_TIMEOUT_S, **kwargs)
+
+    rest.request = request
+
+
 class KubeApi:
     """The kubernetes client's dynamic API: server-side apply, field manager `mk8s`."""
 
@@ -61,11 +79,13 @@ class KubeApi:
             raise UserError(
                 f"kubeconfig {kubeconfig} not found: run `invoke bootstrap` first or pass --kubeconfig"
             )
+        require_private(kubeconfig, "kubeconfig")  # it holds a cluster-admin credential
         try:
             client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
         except Exception as exc:  # the client raises plain exceptions for bad files
             raise UserError(f"kubeconfig {kubeconfig} is not usable: {exc}") from None
         self.server = str(client.configuration.host)
+        _bound_requests(client)
         with self.talking():  # discovery runs here: the first request to the server
             self._dyn = DynamicClient(client)  # type: ignore[no-untyped-call]
 

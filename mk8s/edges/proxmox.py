@@ -2,8 +2,9 @@
 
 Facts are plain data (`ClusterFacts`, `VmFacts`) so that the decisions made on them
 (mk8s.provision.preflight, mk8s.provision.verify) are pure and tested on recorded facts.
-Transient failures (HTTP 502/503/504, dropped connections) are retried with backoff; an
-authentication failure becomes one clear line naming the token variable, never its value.
+Transient failures (HTTP 502/503/504, dropped connections) are retried with backoff within a
+30 s budget; a refused connection or an authentication failure becomes one clear line at once
+(naming the endpoint and the token variable, never its value); a POST is never re-sent blindly.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ T = TypeVar("T")
 
 RETRY_STATUS = frozenset({502, 503, 504})
 ATTEMPTS = 5
-REQUEST_TIMEOUT_S = 30
+REQUEST_TIMEOUT_S = 10  # one request; PVE answers API calls in well under a second
+CALL_BUDGET_S = 30.0  # one call with its retries: then a clear line instead of a hang
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,14 @@ def provider_env(
 
 
 class Pve:
-    """A thin retrying wrapper around proxmoxer; every call names its path in errors."""
+    """A thin retrying wrapper around proxmoxer; every call names the endpoint in errors.
+
+    Bounded (issue 12): one request waits at most REQUEST_TIMEOUT_S, one call CALL_BUDGET_S
+    in all. A refused connection or a 401 is said at once (waiting will not help); 502/503/504
+    and a dropped or timed-out connection are retried while the budget lasts, except a POST
+    whose connection dropped: PVE may have started its task, so it is never re-sent blindly
+    (PostOutcomeUnknownError; the caller looks at the VM first).
+    """
 
     def __init__(
         self,
@@ -113,15 +122,18 @@ class Pve:
         endpoint: str,
         token_id_env: str,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = api
         self.endpoint = endpoint
         self.token_id_env = token_id_env
         self._sleep = sleep
+        self._clock = clock
         self.retries = 0  # transient failures absorbed so far
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         delay = 0.5
+        deadline = self._clock() + CALL_BUDGET_S
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return getattr(self._api(path), method)(**kwargs)
@@ -132,28 +144,45 @@ class Pve:
                         f"{self.token_id_env} (401 {_message(exc)}): check that the token exists, "
                         "has not expired or been revoked, and that the secret matches"
                     ) from None
-                if exc.status_code in RETRY_STATUS and attempt < ATTEMPTS:
-                    self.retries += 1
-                    self._sleep(delay)
+                if exc.status_code in RETRY_STATUS and self._again(attempt, delay, deadline):
+                    self._pause(delay)
                     delay *= 2
                     continue
-                raise PveApiError(method.upper(), path, exc.status_code, _message(exc)) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if isinstance(exc, requests.exceptions.SSLError):
-                    raise OperationFailedError(
-                        f"Proxmox API at {self.endpoint}: TLS verification failed ({_short(exc)}); "
-                        "set proxmox.ca_bundle to the cluster's CA, or verify_tls: false for a lab"
-                    ) from None
-                if attempt < ATTEMPTS:
-                    self.retries += 1
-                    self._sleep(delay)
-                    delay *= 2
-                    continue
-                raise OperationFailedError(
-                    f"Proxmox API at {self.endpoint} is unreachable after {ATTEMPTS} attempts "
-                    f"({_short(exc)})"
+                raise PveApiError(
+                    self.endpoint, method.upper(), path, exc.status_code, _message(exc)
                 ) from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                self._unreachable(exc, method, path, self._again(attempt, delay, deadline))
+                self._pause(delay)
+                delay *= 2
         raise AssertionError("unreachable")
+
+    def _again(self, attempt: int, delay: float, deadline: float) -> bool:
+        """Another attempt fits: one more pause and one more full request before the deadline."""
+        return attempt < ATTEMPTS and self._clock() + delay + REQUEST_TIMEOUT_S <= deadline
+
+    def _pause(self, delay: float) -> None:
+        self.retries += 1
+        self._sleep(delay)
+
+    def _unreachable(self, exc: Exception, method: str, path: str, again: bool) -> None:
+        """Raise unless this failure is worth another attempt."""
+        where = f"Proxmox API at {self.endpoint}"
+        if isinstance(exc, requests.exceptions.SSLError):
+            raise OperationFailedError(
+                f"{where}: TLS verification failed ({_short(exc)}); "
+                "set proxmox.ca_bundle to the cluster's CA, or verify_tls: false for a lab"
+            ) from None
+        if _refused(exc):
+            raise OperationFailedError(f"{where}: connection refused (is pveproxy running?)")
+        sent = not isinstance(exc, requests.exceptions.ConnectTimeout)
+        if method == "post" and sent:
+            raise PostOutcomeUnknownError(self.endpoint, path, _short(exc))
+        if not again:
+            what = "no answer" if isinstance(exc, requests.Timeout) else "connection dropped"
+            raise OperationFailedError(
+                f"{where}: {what} ({method.upper()} /{path}) within {CALL_BUDGET_S:.0f} s"
+            ) from None
 
     def get(self, path: str, **params: Any) -> Any:
         return self._call("get", path, **params)
@@ -184,9 +213,36 @@ class Pve:
             self._sleep(poll_s)
 
 
+def _refused(exc: Exception) -> bool:
+    """requests wraps the socket error a few levels deep; walk the causes to find it."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError) or "Connection refused" in str(seen):
+            return True
+        seen = (
+            seen.__cause__
+            or seen.__context__
+            or next((a for a in getattr(seen, "args", ()) if isinstance(a, BaseException)), None)
+        )
+    return False
+
+
+class PostOutcomeUnknownError(OperationFailedError):
+    """A POST was sent and its connection dropped before the answer: PVE may be running it."""
+
+    def __init__(self, endpoint: str, path: str, detail: str) -> None:
+        super().__init__(
+            f"Proxmox API at {endpoint}: connection dropped after POST /{path} was sent "
+            f"({detail}); not re-sent"
+        )
+        self.path = path
+
+
 class PveApiError(OperationFailedError):
-    def __init__(self, method: str, path: str, status: int, message: str) -> None:
-        super().__init__(f"Proxmox API {method} /{path}: {status} {message}")
+    def __init__(self, endpoint: str, method: str, path: str, status: int, message: str) -> None:
+        super().__init__(f"Proxmox API at {endpoint}: {method} /{path}: {status} {message}")
         self.status = status
         self.message = message
 
@@ -358,30 +414,101 @@ def vm_path(vm: VmFacts) -> str:
     return f"nodes/{vm.node}/qemu/{vm.vmid}"
 
 
-def power(pve: Pve, vm: VmFacts, action: str, timeout_s: float = 600) -> None:
-    """start | stop | shutdown | reboot | reset | suspend | resume, waiting for the task."""
-    upid = pve.post(f"{vm_path(vm)}/status/{action}")
+# Worker types of the tasks these POSTs start, as `GET nodes/{node}/tasks` lists them
+# (fakepve 0.5.0 errors.py TASK_TYPES, taken from PVE's qemu-server API).
+TASK_TYPE = {
+    "start": "qmstart",
+    "stop": "qmstop",
+    "shutdown": "qmshutdown",
+    "reboot": "qmreboot",
+    "reset": "qmreset",
+    "suspend": "qmsuspend",
+    "resume": "qmresume",
+    "snapshot": "qmsnapshot",
+    "rollback": "qmrollback",
+}
+
+
+def started_task(pve: Pve, vm: VmFacts, task_type: str, since: float) -> str | None:
+    """The UPID of a `task_type` task on the VM started at or after `since` (epoch s)."""
+    for task in pve.get(f"nodes/{vm.node}/tasks", vmid=vm.vmid, limit=20) or []:
+        if task.get("type") == task_type and float(task.get("starttime") or 0) >= since:
+            return str(task["upid"])
+    return None
+
+
+def post_task(
+    pve: Pve,
+    vm: VmFacts,
+    path: str,
+    task_type: str,
+    done: Callable[[], bool],
+    timeout_s: float = 600,
+    **data: Any,
+) -> None:
+    """POST a task and wait for it. If the connection dropped after the POST went out, PVE may
+    be running it: find its task, or see that `done()` already holds; never send it twice."""
+    since = time.time() - 5  # PVE's clock may trail ours a little
+    try:
+        upid = pve.post(path, **data)
+    except PostOutcomeUnknownError as exc:
+        upid = started_task(pve, vm, task_type, since)
+        if upid is None:
+            if done():
+                return
+            raise OperationFailedError(
+                f"{exc.lines[0]}; VM {vm.vmid} shows neither a {task_type} task nor the change: "
+                "re-run to send it again"
+            ) from None
     if upid:
         pve.wait_task(vm.node, str(upid), timeout_s)
+
+
+def vm_status(pve: Pve, vm: VmFacts) -> str:
+    return str(pve.get(f"{vm_path(vm)}/status/current").get("status", "unknown"))
+
+
+def power(pve: Pve, vm: VmFacts, action: str, timeout_s: float = 600) -> None:
+    """start | stop | shutdown | reboot | reset | suspend | resume, waiting for the task."""
+    wanted = {"start": "running", "stop": "stopped", "shutdown": "stopped"}.get(action)
+    post_task(
+        pve,
+        vm,
+        f"{vm_path(vm)}/status/{action}",
+        TASK_TYPE[action],
+        lambda: wanted is not None and vm_status(pve, vm) == wanted,
+        timeout_s,
+    )
 
 
 def snapshot(
     pve: Pve, vm: VmFacts, name: str, description: str = "", vmstate: bool = False
 ) -> None:
-    upid = pve.post(
+    def exists() -> bool:
+        return any(s.get("name") == name for s in pve.get(f"{vm_path(vm)}/snapshot"))
+
+    post_task(
+        pve,
+        vm,
         f"{vm_path(vm)}/snapshot",
+        TASK_TYPE["snapshot"],
+        exists,
         snapname=name,
         description=description,
         vmstate=int(vmstate),
     )
-    if upid:
-        pve.wait_task(vm.node, str(upid))
 
 
 def rollback(pve: Pve, vm: VmFacts, name: str, start: bool = True) -> None:
-    upid = pve.post(f"{vm_path(vm)}/snapshot/{name}/rollback", start=int(start))
-    if upid:
-        pve.wait_task(vm.node, str(upid))
+    # Nothing on the VM tells a finished rollback from none: only its task can.
+    post_task(
+        pve,
+        vm,
+        f"{vm_path(vm)}/snapshot/{name}/rollback",
+        TASK_TYPE["rollback"],
+        lambda: False,
+        start=int(start),
+    )
 
 
 def delete_snapshot(pve: Pve, vm: VmFacts, name: str) -> None:

@@ -80,11 +80,13 @@ class GuestAgentHostKeys:
         self,
         api: Any,
         *,
+        endpoint: str = "Proxmox",
         attempts: int = 30,
         pause_s: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._api = api
+        self._endpoint = endpoint
         self._attempts = attempts
         self._pause_s = pause_s
         self._sleep = sleep
@@ -105,11 +107,7 @@ class GuestAgentHostKeys:
                 )
             except Exception as exc:  # proxmoxer: ResourceException, requests errors
                 last = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                if getattr(exc, "status_code", None) in (401, 403):  # waiting will not help
-                    raise OperationFailedError(
-                        f"{node.name}: Proxmox refused the guest-agent file read ({last}); the "
-                        "token needs VM.GuestAgent.FileRead (PVE 9) or VM.Monitor (PVE 8)"
-                    ) from None
+                self._unless_worth_waiting(node, exc, last)
                 continue
             content = answer.get("content", "") if isinstance(answer, dict) else ""
             if content.strip():
@@ -119,6 +117,31 @@ class GuestAgentHostKeys:
             f"{node.name}: cannot read its SSH host key through the guest agent after "
             f"{self._attempts} attempts ({last}); is qemu-guest-agent running?"
         )
+
+    def _unless_worth_waiting(self, node: NodeSpec, exc: Exception, last: str) -> None:
+        """Only a guest agent that is not up yet is worth waiting for (cloud-init installs it
+        minutes after first boot). PVE says so with a 500 "QEMU guest agent is not running"
+        (qemu-server; fakepve 0.5.0 server.py `_agent_call` models it), "VM N not running",
+        or a 500 "... got timeout" from an agent that hangs. A refused or timed-out connection,
+        401/403 or any other error will not heal by waiting: said at once (issue 12)."""
+        where = f"{node.name}: Proxmox API at {self._endpoint}"
+        status = getattr(exc, "status_code", None)
+        if status in (401, 403):
+            raise OperationFailedError(
+                f"{where} refused the guest-agent file read ({last}); the "
+                "token needs VM.GuestAgent.FileRead (PVE 9) or VM.Monitor (PVE 8)"
+            ) from None
+        text = str(exc)
+        agent_not_up = status == 500 and (
+            "guest agent is not running" in text or "not running" in text or "got timeout" in text
+        )
+        if agent_not_up:
+            return
+        if status is None and "Connection refused" in text:
+            raise OperationFailedError(f"{where}: connection refused") from None
+        if status is None and "timed out" in text.lower():
+            raise OperationFailedError(f"{where}: no answer ({last})") from None
+        raise OperationFailedError(f"{where}: reading the host key failed ({last})") from None
 
 
 class ProxmoxHostKeys:
@@ -136,7 +159,8 @@ class ProxmoxHostKeys:
 
     def host_key(self, node: NodeSpec) -> str:
         if self._source is None:
-            self._source = GuestAgentHostKeys(self._api(), **self._retry)
+            endpoint = self._env.proxmox.endpoint
+            self._source = GuestAgentHostKeys(self._api(), endpoint=endpoint, **self._retry)
         return self._source.host_key(node)
 
     def _api(self) -> Any:

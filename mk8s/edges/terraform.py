@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -148,6 +149,9 @@ class Terraform:
     def run(self, *args: str, stream: bool = False, check: bool = True) -> tuple[int, str]:
         """Run terraform in the workdir; output is redacted, streamed line by line if asked."""
         cmd = [str(self.tools.binary), f"-chdir={self.workdir}", *args]
+        # Its own process group: a Ctrl-C at the terminal reaches only mk8s, which passes
+        # terraform exactly one interrupt (a second one makes terraform quit without saving
+        # its state) and waits for it to stop cleanly (issue 12).
         proc = subprocess.Popen(
             cmd,
             env=self._env(),
@@ -155,15 +159,20 @@ class Terraform:
             stderr=subprocess.STDOUT,
             text=True,
             stdin=subprocess.DEVNULL,
+            process_group=0,
         )
         lines = []
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = redact(raw.rstrip("\n"), self._secrets)
-            lines.append(line)
-            if stream and self.on_line is not None and line.strip():
-                self.on_line(line)
-        code = proc.wait()
+        try:
+            for raw in proc.stdout:
+                line = redact(raw.rstrip("\n"), self._secrets)
+                lines.append(line)
+                if stream and self.on_line is not None and line.strip():
+                    self.on_line(line)
+            code = proc.wait()
+        except KeyboardInterrupt:
+            _stop(proc)
+            raise
         text = "\n".join(lines)
         if check and code != 0:
             raise OperationFailedError(
@@ -284,3 +293,17 @@ def _error_lines(text: str, limit: int = 12) -> list[str]:
     if not out:
         out = [f"  {ln}" for ln in lines if ln][-5:]
     return out[:limit]
+
+
+TERRAFORM_GRACE_S = 120.0
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Interrupt terraform once and give it time to release its lock and write its state;
+    kill it only if it does not stop or the operator presses Ctrl-C again."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=TERRAFORM_GRACE_S)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        proc.kill()
+        proc.wait()

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from mk8s.errors import InventoryError
+from mk8s.inventory.bounded_yaml import MAX_BYTES, YamlLimitError, load_bounded
 from mk8s.inventory.model import Environment
 from mk8s.inventory.rules import problems
 
@@ -38,9 +39,15 @@ def resolve_env_path(env: str, root: Path = Path()) -> Path:
 def load_environment(env: str, root: Path = Path()) -> Environment:
     path = resolve_env_path(env, root)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:  # a 40 MB file is refused without reading it all
+            raw = f.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise InventoryError(f"{path}: larger than the {MAX_BYTES} bytes an inventory may have")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise InventoryError(f"{path}: no such inventory file") from None
+    except IsADirectoryError:
+        raise InventoryError(f"{path}: is a directory, not an inventory file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
     return parse_inventory(text, source=str(path))
@@ -61,7 +68,9 @@ def parse_inventory(text: str, source: str = "<inventory>") -> Environment:
 
 def _parse_yaml(text: str, source: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = load_bounded(text)
+    except YamlLimitError as exc:
+        raise InventoryError(f"{source}: {exc}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"

@@ -211,6 +211,13 @@ def backup(env: Environment) -> Iterator[str]:
         )
 
 
+def monitoring(env: Environment) -> Iterator[str]:
+    # PRD phase 2 exits with "dashboards live"; with monitoring off in stage, a change could be
+    # promoted all the way to prod without that criterion ever being measured (issue 12).
+    if env.effective_tier in ("stage", "prod") and not env.monitoring.enabled:
+        yield f"monitoring.enabled: {env.effective_tier} must keep monitoring on"
+
+
 def teams(env: Environment) -> Iterator[str]:
     for dup in _duplicates(t.name for t in env.teams):
         yield f"teams[].name: {dup} is used more than once"
@@ -239,6 +246,7 @@ RULES: tuple[Rule, ...] = (
     addons,
     storage,
     backup,
+    monitoring,
     teams,
     promotion,
 )

@@ -7,6 +7,7 @@ in `Secret` so an accidental print or log shows `***`.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +38,23 @@ def parse_dotenv(text: str) -> dict[str, str]:
     return values
 
 
+def require_private(path: Path, what: str) -> None:
+    """Refuse a credential file that group or others may read (the docs promise 0600)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError as exc:
+        raise UserError(f"{what}: cannot read {path} ({exc.strerror})") from None
+    if mode & 0o077:
+        raise UserError(
+            f"{what} {path} is mode {mode:04o}, readable beyond its owner; run: chmod 600 {path}"
+        )
+
+
 def load_secrets_file(path: str | None) -> dict[str, str]:
     if path is None:
         return {}
     file = Path(path).expanduser()
+    require_private(file, "secrets_file")
     try:
         return parse_dotenv(file.read_text())
     except OSError as exc:

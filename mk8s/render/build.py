@@ -2,7 +2,8 @@
 
 Only files the plan owns are touched: those in the new plan and those the previous plan.json
 listed. Other files in build/ENV/ (kubeconfig, terraform state, ...) belong to other steps.
-Files are written only when their content changes, so re-running plan changes nothing.
+Files are written only when their content changes, so re-running plan changes nothing; the
+changed files are swapped in all or nothing through mk8s.render.staging.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mk8s.render import staging
 from mk8s.render.plan import PLAN_JSON, Changes, Plan, diff, summary_changes
 
 BUILD_DIR = Path("build")
@@ -34,18 +36,25 @@ def previous_render(out: Path) -> dict[str, str]:
 
 
 def write_plan(plan: Plan, out: Path) -> tuple[Changes, list[str]]:
-    """Write what changed; return the file changes and the readable summary changes."""
+    """Swap the new render in whole; return the file changes and the readable summary changes.
+
+    An interrupted swap is undone (here, or by the next run if the process died), so the
+    previous render stays whole and the next run reports the full change (issue 12).
+    """
+    staging.recover(out)
     previous = previous_render(out)
     changes = diff(previous, plan)
     facts = summary_changes(previous[PLAN_JSON], plan) if PLAN_JSON in previous else []
-    for artifact in plan.artifacts:
-        if artifact.path in changes.added or artifact.path in changes.changed:
-            path = out / artifact.path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(artifact.content)
-            tmp.chmod(artifact.mode)
-            tmp.replace(path)  # atomic: an interrupted plan never leaves half a file
-    for rel in changes.removed:
-        (out / rel).unlink(missing_ok=True)
+    if changes.empty:
+        return changes, facts
+    touched = [*changes.added, *changes.changed]
+    # plan.json last: it is what the next run diffs against, so it lands after every file it lists
+    order = sorted(touched, key=lambda rel: rel == PLAN_JSON)
+    new = {a.path: (a.content, a.mode) for a in plan.artifacts if a.path in touched}
+    try:
+        staged = staging.stage(out, new, [*changes.changed, *changes.removed], changes.added)
+        staging.commit(out, staged, order, changes.removed)
+    except BaseException:  # KeyboardInterrupt included: leave the previous render whole
+        staging.recover(out)
+        raise
     return changes, facts

@@ -85,7 +85,7 @@ def test_refused_permission_is_not_retried(fakepve: Any, fakepve_cafile: str) ->
     _vm(fakepve, env.nodes[0], KEY)
     wrong = {**ENVIRON, "PVE_TOKEN_SECRET": "11111111-2222-3333-4444-555555555555"}
     naps: list[float] = []
-    with pytest.raises(OperationFailedError, match="dev-k8s-1: Proxmox refused"):
+    with pytest.raises(OperationFailedError, match=r"dev-k8s-1: Proxmox API at \S+ refused"):
         ssh.ProxmoxHostKeys(env, wrong, attempts=5, sleep=naps.append).host_key(env.nodes[0])
     assert naps == []
 

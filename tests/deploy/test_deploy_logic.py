@@ -314,6 +314,7 @@ def test_an_unreachable_api_server_is_one_line_and_exit_1(repo_root: Any, tmp_pa
         "users: [{name: u, user: {token: not-a-secret}}]\n"
         "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
     )
+    kubeconfig.chmod(0o600)  # a kubeconfig others can read is refused (issue 12)
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "MK8S_CACHE": str(cache_dir())}
     result = subprocess.run(
         [

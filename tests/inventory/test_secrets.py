@@ -20,6 +20,7 @@ def test_environment_wins_over_the_secrets_file() -> None:
 def test_secrets_file_fills_what_the_environment_lacks(tmp_path: Path) -> None:
     f = tmp_path / "secrets.env"
     f.write_text("# ops secrets\nexport CLOUDFLARE_API_TOKEN='abc'\nEMPTY=\n")
+    f.chmod(0o600)  # a secrets file others can read is refused
     assert resolve("CLOUDFLARE_API_TOKEN", {}, load_secrets_file(str(f))).reveal() == "abc"
 
 

@@ -39,7 +39,7 @@ ALLOWED = {
     "core": {"core", "shared"},
     "edge": {"edge", "core", "shared"},
     "capability": {"capability", "edge", "core", "shared"},
-    "cli": {"shared", "core", "edge", "capability"},
+    "cli": {"shared", "core", "edge", "capability", "cli"},  # cli/ is a package of its own
 }
 
 

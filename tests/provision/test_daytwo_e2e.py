@@ -64,7 +64,9 @@ def test_cli_dry_run_shows_preflight_and_plan_tables_and_applies_nothing(lab: La
     assert lab.our_vms() == []
 
 
-def test_destroy_asks_for_the_environment_name(lab: Lab) -> None:
+def test_destroy_without_a_terminal_or_yes_is_refused(lab: Lab) -> None:
+    """Piped stdin is no terminal: an answer there is not a confirmation (tests/contracts has
+    the typed-name cases)."""
     provision(lab.env(), lab.root, ssh_timeout_s=30)
 
     result = subprocess.run(
@@ -78,6 +80,6 @@ def test_destroy_asks_for_the_environment_name(lab: Lab) -> None:
     )
 
     assert result.returncode == 2
-    assert "confirmation did not match; nothing destroyed" in result.stderr
+    assert "needs confirmation and there is no terminal to ask on: pass --yes" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(lab.our_vms()) == 3
