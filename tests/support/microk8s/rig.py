@@ -9,6 +9,8 @@ the command log. The nodes themselves run bin/ over real sshd (tests/support/ssh
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -149,6 +151,15 @@ class Rig:
 
     def check(self, name: str) -> str:
         return certs.check(self.root, name)
+
+    def run(self, name: str, command: str, *args: str) -> tuple[int, str, str]:
+        """Run a verb on node `name` without SSH (facts for the pure decisions' tests); the
+        suite's bootstrap tests go over real sshd instead."""
+        env = {**os.environ, **self.session_env(), "SSHD_NODE": name}
+        res = subprocess.run(
+            [str(BIN / command), *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        return res.returncode, res.stdout, res.stderr
 
     def journal(self) -> list[dict[str, Any]]:
         path = model.journal_path(self.root)
