@@ -135,6 +135,7 @@ class Plan:
 
     kind: Seed
     via: str  # a healthy voter (or, for a new cluster, the node that starts it)
+    via_ip: str
     members: tuple[Member, ...]
     joins: tuple[Node, ...]  # in inventory order, still to join
     stale: frozenset[str]  # names of joiners the cluster already lists (rebuilt or half-joined)
@@ -161,12 +162,13 @@ def plan(nodes: Sequence[Node], seen: Observations) -> Plan:
             "`microk8s leave`, then re-run",
         )
     if not found:
-        return Plan(Seed.NEW, nodes[0].name, (), tuple(nodes[1:]), frozenset())
+        return Plan(Seed.NEW, nodes[0].name, nodes[0].ip, (), tuple(nodes[1:]), frozenset())
     cluster = found[0]
     via = healthy_voter(nodes, seen, cluster)
     joins = tuple(n for n in nodes if n.name not in cluster.holders and n.name not in down)
     stale = frozenset(n.name for n in joins if any(n.is_member(m) for m in cluster.members))
-    return Plan(Seed.EXISTING, via, cluster.members, joins, stale, down)
+    via_ip = next(n.ip for n in nodes if n.name == via)
+    return Plan(Seed.EXISTING, via, via_ip, cluster.members, joins, stale, down)
 
 
 def healthy_voter(nodes: Sequence[Node], seen: Observations, cluster: Cluster) -> str:

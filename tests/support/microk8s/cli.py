@@ -397,6 +397,11 @@ def cmd_join(name: str, argv: list[str]) -> None:
         out(f"Invalid connection: Cluster token size should be at least {TOKEN_MIN_LEN} bytes")
         raise ExitError(1)
     with locked() as state:
+        faults = state["nodes"][name]["faults"]
+        if other := faults.pop("refresh_certs_of", None):  # refresh-certs between add-node/join
+            certs.write_server_cert(model.root(), other, state["nodes"][other])
+        if other := faults.pop("expire_tokens_of", None):  # the token's TTL ran out meanwhile
+            state["nodes"][other]["tokens"].clear()
         state["nodes"][name]["join_lock"] = True  # MK join.py mark_join_in_progress
         out(f"Contacting cluster at {host}")
         target = next((n for n, v in state["nodes"].items() if host in node_ips(v)), None)

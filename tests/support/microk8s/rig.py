@@ -118,7 +118,8 @@ class Rig:
     def fault(self, name: str, **faults: Any) -> None:
         """advertise_hostname, dqlite_query_fails, dqlite_slow_s, status_traceback (count),
         agent_unreachable, not_ha, hostname_unresolvable, empty_error, bind_address_missing,
-        join_drop, kubelet_not_ready, cloud_init."""
+        join_drop, kubelet_not_ready, cloud_init; on a joiner, one-shot before its next join:
+        refresh_certs_of=NODE (fingerprint changes), expire_tokens_of=NODE."""
         with self._locked() as state:
             state["nodes"][name]["faults"].update(faults)
 
