@@ -7,6 +7,7 @@ action its outcome calls for. A formed cluster is read, never touched.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -22,9 +23,12 @@ from mk8s.errors import OperationFailedError
 class Host(Protocol):
     """What formation needs from the running bootstrap (mk8s.bootstrap.flow.Bootstrap)."""
 
-    only: str | None
-    dry_run: bool
-    sleep: Callable[[float], None]
+    @property
+    def only(self) -> str | None: ...
+    @property
+    def dry_run(self) -> bool: ...
+    @property
+    def sleep(self) -> Callable[[float], None]: ...
 
     def session(self, name: str) -> NodeSession: ...
     def status(self, name: str) -> mk.Status: ...
@@ -40,14 +44,15 @@ class Host(Protocol):
     def backoff_s(self) -> float: ...
     @property
     def ha_timeout_s(self) -> float: ...
+    @property
+    def wait_timeout_s(self) -> float: ...
+    @property
+    def poll_s(self) -> float: ...
 
 
 def form(host: Host, nodes: list[Node]) -> Plan:
     """Converge membership; returns the plan (its `via` is the healthy voter to use after)."""
-    try:
-        plan = formation.plan(nodes, host.observe())
-    except FormationError as exc:
-        raise OperationFailedError(*exc.lines) from None
+    plan = observe_plan(host, nodes)
     for name in plan.down:
         host.note(name, "listed in the cluster but not answering over SSH: left alone")
     joins = [n for n in plan.joins if host.only is None or n.name == host.only]
@@ -75,6 +80,19 @@ def form(host: Host, nodes: list[Node]) -> Plan:
                 host.ha_timeout_s,
             )
     return plan
+
+
+def observe_plan(host: Host, nodes: list[Node]) -> Plan:
+    """Read every node and plan; a node whose MicroK8s is still starting is read again until
+    `wait_timeout_s` (this, not `status --wait-ready`, is the per-node gate)."""
+    deadline = time.monotonic() + host.wait_timeout_s
+    while True:
+        try:
+            return formation.plan(nodes, host.observe())
+        except FormationError as exc:
+            if not exc.transient or time.monotonic() > deadline:
+                raise OperationFailedError(*exc.lines) from None
+            host.sleep(host.poll_s)
 
 
 class Joiner:
@@ -126,7 +144,7 @@ class Joiner:
             except NodeUnreachableError as exc:
                 # The link dropped mid-join: the member may be registered (#3694); the next
                 # attempt tells (already known -> remove it) instead of guessing.
-                return mk.JoinOutcome(mk.JoinResult.AGENT_UNREACHABLE, exc.lines[0], 255)
+                return mk.JoinOutcome(mk.JoinResult.LINK_LOST, exc.lines[0], 255)
 
     def remove_stale(self) -> None:
         """`remove-node --force` on the healthy voter; it exits 1 after removing a member
@@ -143,4 +161,3 @@ class Joiner:
                 f"{self.node.name} (exit {res.code}): {said or 'no output'}"
             )
         self.host.change(self.plan.via, f"removed the stale member {member.address}")
-

@@ -64,16 +64,16 @@ def ha_voters(
     by_name = {v.name: v for v in views}
     live = []
     for voter in sorted(voters):
-        view = by_name.get(voter)
-        if view is None:
+        own = by_name.get(voter)
+        if own is None:
             continue
         dead = []
-        if view.status is None or not view.status.running:
+        if own.status is None or not own.status.running:
             dead.append("not answering over SSH/MicroK8s")
         if not dqlite_open.get(voter, False):
             dead.append(f"port {DQLITE_PORT} closed")
         if dead:
-            problems.append(f"voter {voter} ({view.ip}) is listed but {' and '.join(dead)}")
+            problems.append(f"voter {voter} ({own.ip}) is listed but {' and '.join(dead)}")
         else:
             live.append(voter)
     if len(voters) != wanted:

@@ -207,6 +207,7 @@ class JoinResult(Enum):
     BIND_ADDRESS = "wrong dqlite bind address"
     REFUSED = "refused by the contacted node"
     BAD_CONNECTION = "bad connection string"
+    LINK_LOST = "SSH link to the joining node lost mid-join"
     FAILED = "failed"
 
 

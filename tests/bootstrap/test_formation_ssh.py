@@ -34,7 +34,9 @@ def test_fresh_three_nodes_form_three_voters(lab: Lab) -> None:
     assert not [c for c in lab.commands_since(0) if "--wait-ready" in c]
 
 
-def test_two_nodes_settle_as_one_voter_and_a_spare(sshd_factory: SshdFactory, tmp_path: Path) -> None:
+def test_two_nodes_settle_as_one_voter_and_a_spare(
+    sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
     lab = make_lab(sshd_factory, tmp_path, FIVE[:2], ha=False)
     lab.rig.configure(promote_delay_s=0.1)
     lab.bootstrap()

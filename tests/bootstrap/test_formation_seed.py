@@ -1,4 +1,4 @@
-"""Formation decisions (mk8s.bootstrap.seeding) on facts the MicroK8s model prints."""
+"""Formation decisions (mk8s.bootstrap.formation) on facts the MicroK8s model prints."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mk8s.bootstrap import seeding
-from mk8s.bootstrap.seeding import Action, FormationError, Node, Seed
+from mk8s.bootstrap import formation as seeding
+from mk8s.bootstrap.formation import Action, FormationError, Node, Seed
 from mk8s.edges import microk8s as mk
 from mk8s.edges.microk8s import JoinOutcome, JoinResult
 from tests.support.microk8s.rig import Rig
