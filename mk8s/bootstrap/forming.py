@@ -63,7 +63,8 @@ def form(host: Host, nodes: list[Node]) -> Plan:
             pre = "remove its stale member, then " if node.name in plan.stale else ""
             host.plan(node.name, f"{pre}join the cluster through {plan.via}")
         return plan
-    if joins:
+    if joins and not formation.ready_for_joins(host.status(plan.via)):
+        host.note(plan.via, "waiting until dns is enabled before the first join")
         host.wait_until(
             f"dns is enabled on {plan.via} (the launch configuration enables it after start)",
             lambda: formation.ready_for_joins(host.status(plan.via)),

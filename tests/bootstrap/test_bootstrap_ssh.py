@@ -72,7 +72,9 @@ def test_rerun_changes_nothing(lab: Lab) -> None:
 def test_connection_dropped_mid_join_then_rerun_converges(lab: Lab) -> None:
     second = lab.env.nodes[1]
     lab.rig.fault(second.name, join_drop=True)
-    with pytest.raises(OperationFailedError, match=f"{second.name}: SSH link to the joining node lost"):
+    with pytest.raises(
+        OperationFailedError, match=f"{second.name}: SSH link to the joining node lost"
+    ):
         lab.bootstrap(settings=lab.settings(join_attempts=1))
     assert "connection lost" in (lab.out / "bootstrap.log").read_text()
     lab.bootstrap()
