@@ -102,7 +102,8 @@ def test_views_that_disagree_fail(lab: Lab) -> None:
     lab.rig.rebuild("ha-k8s-3")  # the rebuilt node lists only itself: it disagrees
     verdict = lab.verdict()
     assert not verdict.passed
-    assert "ha-k8s-3: " in verdict.message
+    assert "the nodes disagree on the voters" in verdict.message
+    assert "ha-k8s-3 sees 127.0.0.1" in verdict.message
 
 
 def test_two_nodes_are_one_voter_and_fail(sshd_factory: SshdFactory, tmp_path: Path) -> None:
