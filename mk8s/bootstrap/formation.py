@@ -205,9 +205,14 @@ def settled(joiner: Node, view: Status) -> bool:
     return len(view.members) < HA_VOTERS or len(view.voters) >= HA_VOTERS
 
 
-def formed(nodes: Sequence[Node], view: Status) -> bool:
-    """Every inventory node a member and, from three nodes, three voters (HA)."""
-    if not all(any(n.is_member(m) for m in view.members) for n in nodes):
+def formed(nodes: Sequence[Node], view: Status, viewer: str) -> bool:
+    """Every inventory node a member of `viewer`'s view (a lone node lists itself as
+    127.0.0.1) and, from three nodes, three voters (HA)."""
+
+    def listed(node: Node) -> bool:
+        return any(node.is_member(m) or (m.loopback and node.name == viewer) for m in view.members)
+
+    if not all(listed(n) for n in nodes):
         return False
     return len(nodes) < HA_VOTERS or len(view.voters) >= HA_VOTERS
 

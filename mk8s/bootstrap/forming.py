@@ -74,10 +74,10 @@ def form(host: Host, nodes: list[Node]) -> Plan:
         Joiner(host, plan, node).run()
     if not joins and host.only is None:
         view = host.status(plan.via)
-        if not formation.formed(nodes, view):
+        if not formation.formed(nodes, view, plan.via):
             host.wait_until(
                 "every node is a member and there are three voters",
-                lambda: formation.formed(nodes, host.status(plan.via)),
+                lambda: formation.formed(nodes, host.status(plan.via), plan.via),
                 host.ha_timeout_s,
             )
     return plan

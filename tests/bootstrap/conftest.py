@@ -170,7 +170,7 @@ def formed_lab(sshd_factory: SshdFactory, tmp_path: Path) -> Iterator[Lab]:
     """Three nodes already formed into an HA cluster with the env's add-ons (no SSH run yet:
     host keys are not pinned and no kubeconfig is written)."""
     lab = make_lab(sshd_factory, tmp_path)
-    addons = {
+    addons: dict[str, list[str]] = {
         formation.addon_argument(lab.env, n).split(":")[0]: []
         for n in formation.wanted_addons(lab.env)
     }

@@ -233,7 +233,7 @@ def test_a_node_without_a_pinned_key_is_never_contacted(lab: Lab, tmp_path: Path
     known = tmp_path / "known_hosts"
     known.write_text("")
     target = ssh.targets_for(lab.env)[lab.env.nodes[0].name]
-    session = ssh.NodeSession(target, lab.settings(), known, ssh.Journal(None))
+    session = ssh.NodeSession(target, lab.settings().login, known, ssh.Journal(None))
     with pytest.raises(UserError, match=r"no pinned host key .* refusing to trust it on first use"):
         session.run("true")
     assert lab.journal() == []

@@ -61,7 +61,7 @@ def test_node_2_settles_as_a_spare_node_3_at_three_voters(tmp_path: Path) -> Non
     assert join(rig, "n3", "n1").result is JoinResult.JOINED
     view = observe(rig, ["n1"])["n1"]
     assert view is not None and len(view.voters) == 3
-    assert seeding.settled(NODES[2], view) and seeding.formed(NODES[:3], view)
+    assert seeding.settled(NODES[2], view) and seeding.formed(NODES[:3], view, "n1")
 
 
 def test_node_3_is_not_settled_before_the_promotion(tmp_path: Path) -> None:
@@ -72,7 +72,7 @@ def test_node_3_is_not_settled_before_the_promotion(tmp_path: Path) -> None:
     view = observe(rig, ["n1"])["n1"]
     assert view is not None and len(view.voters) == 1
     assert not seeding.settled(NODES[2], view)
-    assert not seeding.formed(NODES[:3], view)
+    assert not seeding.formed(NODES[:3], view, "n1")
 
 
 def test_rebuilt_node_1_joins_the_cluster_nodes_2_and_3_hold(tmp_path: Path) -> None:
@@ -197,3 +197,10 @@ def test_bounded_retries_then_stop_naming_port_25000() -> None:
     assert last.action is Action.STOP and "port 25000" in last.message
     again = seeding.decide_join(outcome(JoinResult.ALREADY_KNOWN), {Action.REMOVE_STALE: 1}, 3)
     assert again.action is Action.STOP and "already known" in again.message
+
+
+def test_a_lone_node_is_formed_by_its_loopback_member(tmp_path: Path) -> None:
+    rig = rig_of(tmp_path, 1)
+    view = observe(rig, ["n1"])["n1"]
+    assert view is not None and seeding.formed(NODES[:1], view, "n1")
+    assert not seeding.formed(NODES[:1], view, "n2")

@@ -13,6 +13,7 @@ import pytest
 
 from mk8s.checks import ha
 from mk8s.checks.node_facts import NodeShell, node_host, read_ha_views
+from mk8s.checks.verdict import Verdict
 from tests.support.microk8s.rig import BIN, Rig
 from tests.support.sshd import SshdCluster, SshdFactory, sshd_factory
 
@@ -39,7 +40,7 @@ class Lab:
             for n in self.names
         ]  # fmt: skip
 
-    def verdict(self) -> ha.Verdict:
+    def verdict(self) -> Verdict:
         views, dqlite = read_ha_views(self.shells())
         return ha.ha_voters(views, dqlite)
 
