@@ -159,6 +159,7 @@ class Bootstrap:
         self.progress = Progress(self.console, self.journal.redact)
         self.known_hosts = self.out_dir / KNOWN_HOSTS
         self.sessions: dict[str, NodeSession] = {}
+        self.silent: set[str] = set()
 
     # helpers ----------------------------------------------------------------------------
 
@@ -241,8 +242,9 @@ class Bootstrap:
                 )
                 return self.report
             try:
-                self.parallel(local, self.prepare_node)
-                machine_ids = self.parallel(names, self.machine_id)
+                self.parallel(local, self.prepare_or_skip)
+                answering = [n for n in names if n not in self.silent]
+                machine_ids = self.parallel(answering, self.machine_id)
                 if problems := formation.distinct_machine_ids(machine_ids):
                     raise OperationFailedError(*problems)
                 self.form_cluster()
@@ -291,6 +293,15 @@ class Bootstrap:
         # Not `status --wait-ready` (it returns once *any* node is ready, MK common/utils.py
         # is_cluster_ready): formation reads every node's own status and waits for a starting one.
         self.progress.step(name, "ready")
+
+    def prepare_or_skip(self, name: str) -> None:
+        """A node SSH cannot reach is left to formation: a listed member may be down (its
+        voters keep the cluster), a node that must join may not."""
+        try:
+            self.prepare_node(name)
+        except NodeUnreachableError:
+            self.silent.add(name)
+            self.note(name, "not reachable over SSH")
 
     def machine_id(self, name: str) -> str:
         res = self.session(name).run(f"cat {self.settings.paths.machine_id}")

@@ -192,3 +192,22 @@ def test_a_passing_traceback_is_retried(lab: Lab) -> None:
     lab.rig.fault("lab-k8s-2", status_traceback=1)  # seen intermittently on 1.28
     lab.bootstrap()
     assert roles(lab) == ["voter", "voter", "voter"]
+
+
+def test_node_1_down_the_kubeconfig_and_add_ons_come_from_a_healthy_voter(
+    formed_lab: Lab,
+) -> None:
+    lab = formed_lab
+    lab.bootstrap()
+    lab.rig.power_off("lab-k8s-1")
+    lab.cluster._stop_node(lab.cluster.nodes["lab-k8s-1"])
+    mark = lab.mark()
+    lab.bootstrap()
+    second = lab.cluster.nodes["lab-k8s-2"].host
+    assert f"server: https://{second}:16443" in (lab.out / "kubeconfig").read_text()
+    assert "lab-k8s-1 listed in the cluster but not answering over SSH" in lab.outputs[-1]
+    assert mutations(lab.commands_since(mark)) == []
+    config = [
+        e["node"] for e in lab.rig.journal()[mark:] if e["argv"][:2] == ["microk8s", "config"]
+    ]
+    assert config == ["lab-k8s-2"]
