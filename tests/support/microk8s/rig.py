@@ -128,6 +128,14 @@ class Rig:
         with self._locked() as state:
             state["nodes"][name].update(values)
 
+    def forget_k8s_node(self, name: str) -> None:
+        """The Node object is gone (deleted, or its kubelet never registered); dqlite still
+        lists the member."""
+        with self._locked() as state:
+            for cluster in state["clusters"].values():
+                if name in cluster["k8s_nodes"]:
+                    cluster["k8s_nodes"].remove(name)
+
     def power_off(self, name: str) -> None:
         self.set_node(name, powered=False)
 
