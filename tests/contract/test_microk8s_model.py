@@ -161,3 +161,14 @@ def test_agent_unreachable_is_a_traceback_and_exit_1(rig: Rig) -> None:
     code, out, err = rig.run("m2", "microk8s", "join", url(rig, "m1"))
     assert code == 1 and out.startswith("Contacting cluster at 10.7.0.11")
     assert err.strip().endswith("ConnectionRefusedError: [Errno 111] Connection refused")
+
+
+def test_join_duration_and_slow_dqlite_are_configurable(rig: Rig) -> None:
+    rig.configure(join_duration_s=0.5)  # MK join.py update_dqlite: ~10 s sleep, then polls
+    start = time.monotonic()
+    assert join(rig, "m2") == 0
+    assert time.monotonic() - start >= 0.5
+    rig.fault("m1", dqlite_slow_s=0.5)
+    start = time.monotonic()
+    assert rig.run("m1", "microk8s", "status", "--format", "yaml")[0] == 0
+    assert time.monotonic() - start >= 0.5
