@@ -1,13 +1,13 @@
 """Benchmark: do the node-local bootstrap steps really run in parallel?
 
-Starts real sshd's with the command doubles (as the tests do), makes every node step take a
-fixed time (`cloud-init status --wait` and `microk8s status --wait-ready` each sleep DELAY
-seconds in the double) and measures wall time for 1 node and for 3 nodes:
+Starts real sshd's with the MicroK8s model (as the tests do), makes the node step that waits
+take a fixed time (`cloud-init status --wait` sleeps DELAY seconds in the model) and measures
+wall time for 1 node and for 3 nodes:
 
-- parallel steps (host-key pinning, SSH connect, cloud-init wait, snap facts, wait-ready,
-  machine-id): target ratio 3 nodes / 1 node <= 1.3;
+- parallel steps (host-key pinning, SSH connect, cloud-init wait, snap facts, machine-id, every
+  node's own `microk8s status`): target ratio 3 nodes / 1 node <= 1.3;
 - the whole bootstrap, for information: joins are sequential by design (one node at a time,
-  each waiting until the previous is a voter: canonical/microk8s#4696).
+  each waiting for the role dqlite gives it: canonical/microk8s#4696).
 
 Run from the repository root (root needed for sshd):  /work/venv/bin/python benchmarks/bootstrap_bench.py
 """
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mk8s.bootstrap import flow as bootstrap_flow
 from mk8s.edges import ssh
 from tests.bootstrap.conftest import FixtureHostKeys, Lab, lab_environment
-from tests.support.doubles import double
+from tests.support.microk8s.rig import BIN, Rig
 from tests.support.sshd import SshdFactory
 
 NAMES = ("bench-k8s-1", "bench-k8s-2", "bench-k8s-3")
@@ -37,25 +37,19 @@ NAMES = ("bench-k8s-1", "bench-k8s-2", "bench-k8s-3")
 def measure(count: int, delay: float, root: Path) -> tuple[float, float]:
     """(parallel steps, whole bootstrap) wall seconds for `count` nodes."""
     from mk8s.render import launchconfig
-    from tests.bootstrap.conftest import DOUBLES_BIN
 
     names = NAMES[:count]
     factory = SshdFactory(root)
-    state = root / "state"
+    rig = Rig(root / "model")
     try:
-        cluster = factory(
-            names,
-            path_dirs=[DOUBLES_BIN],
-            env={"MK8S_DOUBLE_STATE": str(state), "MK8S_DOUBLE_PYTHON": sys.executable},
-        )
+        cluster = factory(names, path_dirs=[BIN], env=rig.session_env())
         env = lab_environment(cluster, names, ha=count >= 3)
-        double.seed(
-            state,
+        rig.seed(
             {n.name: str(n.ip) for n in env.nodes},
             {n.name: launchconfig.text(env, n) for n in env.nodes},
         )
-        double.set_delay(state, delay)
-        lab = Lab(cluster, env, state, root / "build", FixtureHostKeys(cluster))
+        rig.configure(delay_s=delay)
+        lab = Lab(cluster, env, rig, root / "build", FixtureHostKeys(cluster))
         run = bootstrap_flow.Bootstrap(
             env=env,
             targets=ssh.targets_for(env),
@@ -68,6 +62,7 @@ def measure(count: int, delay: float, root: Path) -> tuple[float, float]:
         ssh.pin_host_keys(run.known_hosts, list(run.targets.values()), run.host_keys, dry_run=False)
         run.parallel(list(run.targets), run.prepare_node)
         run.parallel(list(run.targets), run.machine_id)
+        run.observe()  # every node's own status, read at once before formation decides
         parallel = time.perf_counter() - start
         for s in run.sessions.values():
             s.close()

@@ -31,8 +31,9 @@ from cryptography import x509
 from rich.console import Console
 from rich.status import Status
 
-from mk8s.bootstrap import formation
-from mk8s.bootstrap.formation import FormationError, Join, NodeStatus
+from mk8s.bootstrap import formation, forming
+from mk8s.bootstrap.formation import Node, Plan
+from mk8s.edges import microk8s as mk
 from mk8s.edges.ssh import (
     HostKeySource,
     Journal,
@@ -77,6 +78,8 @@ class Settings:
     join_attempts: int = 4
     backoff_s: float = 5.0
     ha_timeout_s: float = 600.0
+    # `status` has been seen to crash now and then (1.28): re-read before calling it unreadable.
+    status_attempts: int = 3
 
     @property
     def login(self) -> Login:
@@ -156,6 +159,7 @@ class Bootstrap:
         self.progress = Progress(self.console, self.journal.redact)
         self.known_hosts = self.out_dir / KNOWN_HOSTS
         self.sessions: dict[str, NodeSession] = {}
+        self.silent: set[str] = set()
 
     # helpers ----------------------------------------------------------------------------
 
@@ -193,15 +197,26 @@ class Bootstrap:
             raise OperationFailedError(*errors)
         return results
 
-    def status(self, name: str, *, wait: bool = False) -> NodeStatus:
-        cmd = "microk8s status --format yaml"
-        if wait:
-            cmd += f" --wait-ready --timeout {self.settings.wait_timeout_s}"
-        res = self.session(name).run(cmd, timeout=self.settings.wait_timeout_s + 30)
-        try:
-            return formation.parse_status_yaml(res.stdout)
-        except formation.FactsError as exc:
-            raise OperationFailedError(f"{name}: {exc}; output: {res.text[:200]}") from None
+    def status(self, name: str) -> mk.Status:
+        """This node's own status; an unreadable one (traceback, empty) is re-read a bounded
+        number of times before formation names it."""
+        for attempt in range(self.settings.status_attempts):
+            st = mk.status(self.session(name), timeout=self.settings.wait_timeout_s)
+            if st.state != "unreadable" or attempt == self.settings.status_attempts - 1:
+                return st
+            self.sleep(self.settings.poll_s)
+        raise AssertionError("unreachable")
+
+    def observe(self) -> dict[str, mk.Status | None]:
+        """Every node's own status at once; None for a node SSH cannot reach."""
+
+        def read(name: str) -> mk.Status | None:
+            try:
+                return self.status(name)
+            except NodeUnreachableError:
+                return None
+
+        return self.parallel(list(self.targets), read)
 
     def wait_until(self, what: str, check: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -227,8 +242,9 @@ class Bootstrap:
                 )
                 return self.report
             try:
-                self.parallel(local, self.prepare_node)
-                machine_ids = self.parallel(names, self.machine_id)
+                self.parallel(local, self.prepare_or_skip)
+                answering = [n for n in names if n not in self.silent]
+                machine_ids = self.parallel(answering, self.machine_id)
                 if problems := formation.distinct_machine_ids(machine_ids):
                     raise OperationFailedError(*problems)
                 self.form_cluster()
@@ -244,49 +260,61 @@ class Bootstrap:
         """Node-local, independent of other nodes: runs in parallel."""
         s = self.session(name)
         self.progress.step(name, "waiting for cloud-init")
-        wait = "" if self.dry_run else " --wait"
-        ci = s.run(f"cloud-init status{wait}", timeout=self.settings.wait_timeout_s)
+        ci = mk.cloud_init_status(s, wait=not self.dry_run, timeout=self.settings.wait_timeout_s)
         if ci.code == 1 or (not self.dry_run and "status: done" not in ci.stdout):
             # 0 done, 1 error, 2 degraded (cloud-init docs "cloud-init status").
             raise OperationFailedError(
-                f"{name}: cloud-init did not finish cleanly ({ci.text.splitlines()[-1:] or ['?']}"
+                f"{name}: cloud-init did not finish cleanly ({ci.stdout.splitlines()[-1:] or ['?']}"
                 "); see `cloud-init status --long` on the node"
             )
-        snap = s.run("snap list microk8s")
-        if not snap.ok:
-            cmd = f"snap install microk8s --classic --channel={self.env.microk8s.channel}"
+        channel = self.env.microk8s.channel
+        snap = mk.snap_list(s)
+        if snap is None:
             if self.dry_run:
-                self.plan(name, cmd)
+                self.plan(name, f"snap install microk8s --classic --channel={channel}")
             else:
-                self.must(name, cmd, "installing MicroK8s")
-                self.change(name, f"installed MicroK8s {self.env.microk8s.channel}")
-                snap = s.run("snap list microk8s")
-        line = next((ln for ln in snap.stdout.splitlines() if ln.startswith("microk8s ")), "")
-        fields = line.split()
-        if line and fields[3] != self.env.microk8s.channel:
+                self.checked(name, mk.snap_install(s, channel), "installing MicroK8s")
+                self.change(name, f"installed MicroK8s {channel}")
+                snap = mk.snap_list(s)
+        if snap is not None and snap.channel != channel:
             raise OperationFailedError(
-                f"{name}: MicroK8s tracks {fields[3]}, the inventory says "
-                f"{self.env.microk8s.channel}; change channels one node at a time (docs/upgrade.md)"
+                f"{name}: MicroK8s tracks {snap.channel}, the inventory says "
+                f"{channel}; change channels one node at a time (docs/upgrade.md)"
             )
-        if not line or "held" not in fields[-1]:
+        if snap is None or not snap.held:
             # Auto-refresh has broken HA clusters (#1022, #2491, #4775): upgrades via mk8s only.
             if self.dry_run:
                 self.plan(name, "snap refresh --hold microk8s")
             else:
-                self.must(name, "snap refresh --hold microk8s", "holding MicroK8s refreshes")
+                self.checked(name, mk.snap_hold(s), "holding MicroK8s refreshes")
                 self.change(name, "held MicroK8s refreshes")
-        if self.dry_run and not line:
+        if self.dry_run and snap is None:
             return
-        st = self.status(name, wait=not self.dry_run)
-        if not st.running:
-            raise OperationFailedError(f"{name}: MicroK8s is not running (microk8s inspect)")
+        # Not `status --wait-ready` (it returns once *any* node is ready, MK common/utils.py
+        # is_cluster_ready): formation reads every node's own status and waits for a starting one.
         self.progress.step(name, "ready")
+
+    def prepare_or_skip(self, name: str) -> None:
+        """A node SSH cannot reach is left to formation: a listed member may be down (its
+        voters keep the cluster), a node that must join may not."""
+        try:
+            self.prepare_node(name)
+        except NodeUnreachableError:
+            self.silent.add(name)
+            self.note(name, "not reachable over SSH")
 
     def machine_id(self, name: str) -> str:
         res = self.session(name).run(f"cat {self.settings.paths.machine_id}")
         if not res.ok or not res.stdout.strip():
             raise OperationFailedError(f"{name}: cannot read {self.settings.paths.machine_id}")
         return res.stdout.strip()
+
+    def checked(self, name: str, res: mk.Output, doing: str) -> None:
+        if res.code != 0:
+            text = Result(res.code, res.stdout, res.stderr)
+            raise OperationFailedError(
+                f"{name}: {doing} failed (exit {res.code}): {self.last_output(text)}"
+            )
 
     def must(self, name: str, command: str, doing: str) -> Result:
         res = self.session(name).run(command)
@@ -302,118 +330,41 @@ class Bootstrap:
 
     # formation -------------------------------------------------------------------------
 
-    def statuses(self) -> dict[str, NodeStatus]:
-        return self.parallel(list(self.targets), self.status)
-
     def form_cluster(self) -> None:
-        """Joins one node at a time until every node is a member and HA has formed."""
-        seen: set[str] = set()
-        while True:
-            try:
-                join = formation.next_join(self.env, self.statuses())
-            except FormationError as exc:
-                raise OperationFailedError(str(exc)) from None
-            if join is None:
-                break
-            if self.only is not None and join.node.name != self.only:
-                self.progress.step(
-                    join.node.name, "not joined yet (outside --node); skipped", keep=True
-                )
-                return
-            if self.dry_run:
-                pending = [n for n in self.env.nodes[self.env.nodes.index(join.node) :]]
-                for n in pending:
-                    if n.name not in seen:
-                        self.plan(
-                            n.name, f"join the cluster of {self.first.name} by {self.first.ip}"
-                        )
-                return
-            if join.node.name in seen:  # joined, yet still listed as not joined: a bug or a race
-                raise OperationFailedError(f"{join.node.name}: still not a member after joining")
-            seen.add(join.node.name)
-            self.join_with_retries(join)
-        first_status = self.status(self.first.name)
-        if not formation.ha_formed(self.env, first_status):
-            self.progress.step(self.first.name, "waiting until high-availability: yes (3 voters)")
-            self.wait_until(
-                "high-availability: yes with 3 voters",
-                lambda: formation.ha_formed(self.env, self.status(self.first.name)),
-                self.settings.ha_timeout_s,
-            )
-        self.progress.step(
-            self.first.name, f"cluster formed: {len(self.env.nodes)} nodes", keep=True
-        )
+        nodes = [Node(n.name, str(n.ip)) for n in self.env.nodes]
+        self.formation = forming.form(self, nodes)
+        if self.only is None and not self.dry_run:
+            self.progress.step(self.via, f"cluster formed: {len(nodes)} nodes", keep=True)
 
-    def join_with_retries(self, join: Join) -> None:
-        name = join.node.name
-        last = "(no output)"
-        current: Join | None = join
-        for attempt in range(1, self.settings.join_attempts + 1):
-            try:
-                if attempt > 1:  # facts again: the last attempt may have half-joined (#3694)
-                    current = formation.next_join(self.env, self.statuses())
-                    if current is None or current.node != join.node:
-                        return  # the previous attempt did join after all
-                assert current is not None
-                last = self.join_once(current)
-                if last == "":
-                    return
-            except NodeUnreachableError as exc:
-                last = exc.lines[0]
-            except FormationError as exc:
-                raise OperationFailedError(str(exc)) from None
-            if attempt < self.settings.join_attempts:
-                delay = self.settings.backoff_s * 2 ** (attempt - 1)
-                self.progress.step(
-                    name, f"join attempt {attempt} failed; retrying in {delay:.1f}s", keep=True
-                )
-                self.sleep(delay)
-        raise OperationFailedError(
-            f"{name}: did not join after {self.settings.join_attempts} attempts; "
-            f"MicroK8s said: {last}"
-        )
+    @property
+    def via(self) -> str:
+        """A healthy voter (node 1 unless it is down or was rebuilt): add-ons, the certificate
+        check and the kubeconfig go through it."""
+        plan: Plan | None = getattr(self, "formation", None)
+        return plan.via if plan is not None else self.first.name
 
-    def join_once(self, join: Join) -> str:
-        """One join; returns "" on success, else MicroK8s' last output."""
-        name, first = join.node.name, self.first.name
-        if join.remove_stale:
-            # remove_node.py exits 1 after removing a node unknown to Kubernetes from dqlite:
-            # the exit code is not the verdict, the next facts are.
-            res = self.session(first).run(f"microk8s remove-node {join.node.ip} --force")
-            if self.status(first).role_of(str(join.node.ip)) is not None:
-                return f"remove-node on {first}: {self.last_output(res)}"
-            self.change(first, f"removed stale dqlite entry {join.node.ip} ({name})")
-        self.progress.step(name, f"joining {self.first.ip}")
-        token = self.add_node_token()
-        with self.secret(token):
-            url = formation.join_url(self.first, token)
-            # The URL (with the token) goes over the channel's stdin, not the command line.
-            res = self.session(name).run(
-                'read -r url && exec microk8s join "$url"', stdin=url + "\n"
-            )
-            if not res.ok:
-                return self.last_output(res)
-        self.wait_until(
-            f"{name} is a {join.wait_for} of the cluster",
-            lambda: formation.join_settled(self.env, join, self.status(first)),
-            self.settings.ha_timeout_s,
-        )
-        self.change(name, f"joined the cluster ({join.wait_for})")
-        return ""
+    def note(self, node: str, what: str) -> None:
+        self.progress.step(node, what, keep=True)
 
-    def add_node_token(self) -> str:
-        first = self.first.name
-        res = self.session(first).run(
-            f"microk8s add-node --token-ttl {formation.TOKEN_TTL_S} --format json",
-            secret_output=True,
-        )
-        if not res.ok:
-            raise OperationFailedError(f"{first}: add-node failed (exit {res.code})")
-        try:
-            token = formation.parse_add_node_json(res.stdout)
-        except formation.FactsError as exc:
-            raise OperationFailedError(f"{first}: {exc}") from None
-        return token
+    @property
+    def join_attempts(self) -> int:
+        return self.settings.join_attempts
+
+    @property
+    def backoff_s(self) -> float:
+        return self.settings.backoff_s
+
+    @property
+    def ha_timeout_s(self) -> float:
+        return self.settings.ha_timeout_s
+
+    @property
+    def wait_timeout_s(self) -> float:
+        return self.settings.wait_timeout_s
+
+    @property
+    def poll_s(self) -> float:
+        return self.settings.poll_s
 
     @contextmanager
     def secret(self, value: str) -> Iterator[None]:
@@ -424,7 +375,7 @@ class Bootstrap:
     # add-ons, certificate, kubeconfig ---------------------------------------------------
 
     def enable_addons(self) -> None:
-        first = self.first.name
+        first = self.via
         status = self.status(first)
         values_dir = self.settings.paths.addon_values
         commands = formation.addon_commands(self.env, status, values_dir)
@@ -435,11 +386,9 @@ class Bootstrap:
             if self.dry_run:
                 self.plan(first, cmd)
                 continue
-            res = self.session(first).run(cmd, timeout=self.settings.wait_timeout_s)
-            if not res.ok:
-                raise OperationFailedError(
-                    f"{first}: `{cmd}` failed (exit {res.code}): {self.last_output(res)}"
-                )
+            done = mk.enable(self.session(first), argv[2:], timeout=self.settings.wait_timeout_s)
+            if not done.ok:
+                raise OperationFailedError(f"{first}: `{cmd}` failed: {done.reason}")
             self.change(first, f"enabled {argv[-1]}")
         if self.dry_run or not commands:
             return
@@ -474,8 +423,8 @@ class Bootstrap:
 
     def ensure_api_certificate(self) -> None:
         """The API address must be in server.crt on the nodes a client may reach through it."""
-        address: IPv4Address = self.env.api_address
-        names = list(self.targets) if self.env.network.api_vip else [self.first.name]
+        address: IPv4Address = self.api_address
+        names = list(self.targets) if self.env.network.api_vip else [self.api_node]
         if self.only is not None:
             names = [n for n in names if n == self.only]
         for name in names:
@@ -490,7 +439,7 @@ class Bootstrap:
             template = self.session(name).run(f"cat {path}").stdout
             new = formation.csr_template_with(template, address)
             self.must_stdin(name, f"tee {path} >/dev/null", new, "updating the CSR template")
-            self.must(name, "microk8s refresh-certs --cert server.crt", "refreshing server.crt")
+            self.checked(name, mk.refresh_server_cert(self.session(name)), "refreshing server.crt")
             if formation.missing_sans(address, self.cert_ips(name)):
                 raise OperationFailedError(f"{name}: server.crt still does not cover {address}")
             self.change(name, f"API certificate now covers {address}")
@@ -500,22 +449,36 @@ class Bootstrap:
         if not res.ok:
             raise OperationFailedError(f"{name}: {doing} failed: {self.last_output(res)}")
 
+    @property
+    def api_node(self) -> str:
+        """The node behind the API address: node 1, or the healthy voter when node 1 is down."""
+        plan: Plan | None = getattr(self, "formation", None)
+        down = plan.down if plan is not None else ()
+        return self.via if self.first.name in down else self.first.name
+
+    @property
+    def api_address(self) -> IPv4Address:
+        if self.env.network.api_vip or self.api_node == self.first.name:
+            return self.env.api_address
+        return next(n.ip for n in self.env.nodes if n.name == self.api_node)
+
     def write_kubeconfig(self) -> None:
-        first = self.first.name
+        first = self.via
         path = self.out_dir / KUBECONFIG
         if self.dry_run:
             if not path.exists():
-                self.plan(first, f"write {path} (server https://{self.env.api_address}:{API_PORT})")
+                self.plan(first, f"write {path} (server https://{self.api_address}:{API_PORT})")
             return
-        res = self.session(first).run("microk8s config", secret_output=True)
-        if not res.ok:
-            raise OperationFailedError(f"{first}: `microk8s config` failed (exit {res.code})")
-        text = kubeconfig_for(res.stdout, self.env.api_address)
+        try:
+            config = mk.config(self.session(first))
+        except mk.MicroK8sError as exc:
+            raise OperationFailedError(f"{first}: {exc}") from None
+        text = kubeconfig_for(config, self.api_address)
         if path.exists() and path.read_text() == text and (path.stat().st_mode & 0o777) == 0o600:
             return
         write_private(path, text)
         self.change(
-            first, f"wrote {path} (mode 0600, server https://{self.env.api_address}:{API_PORT})"
+            first, f"wrote {path} (mode 0600, server https://{self.api_address}:{API_PORT})"
         )
 
 

@@ -1,199 +1,279 @@
-"""Cluster formation and add-on decisions from MicroK8s facts. Pure: text and data in, actions out.
+"""Cluster formation and add-on decisions on MicroK8s' real semantics. Pure: facts in, decisions out.
 
-Facts come from `microk8s status --format yaml` and `microk8s add-node --format json` (output
-formats: canonical/microk8s scripts/wrappers/status.py and add_token.py; shared/reference/
-microk8s.md "CLI output facts"). Parsing is tolerant: real pastes carry trailing spaces,
-prompts and missing lines, so we key on labels and never on line positions.
+- A fresh node lists one member, 127.0.0.1:19001 (MK microk8s-resources/actions/common/utils.sh
+  init_cluster): it belongs to no cluster and is joinable. The node receiving the first join
+  rebinds to its address (CA pkg/snap/util/dqlite.go MaybeUpdateDqliteBindAddress).
+- Joiners start as spares (GD app/app.go); below three members dqlite keeps exactly one voter,
+  with three it makes three (GD app/roles.go, "cluster too small"). So node 2 is done when it is a
+  member, node 3 when the cluster has three voters.
+- The seed is found by observation, never by inventory order: if any node holds cluster state,
+  new or rebuilt nodes join that cluster through a healthy voter; a new cluster starts only when
+  no node holds state.
+(MK = canonical/microk8s@1.33, CA = canonical/microk8s-cluster-agent@1.33,
+GD = canonical/go-dqlite@v2.0.0.)
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
 from ipaddress import IPv4Address
-from typing import Any, Literal
 
-import yaml
-
-from mk8s.inventory.model import Environment, NodeSpec
+from mk8s.edges.microk8s import JoinOutcome, JoinResult, Member, Status
+from mk8s.inventory.model import Environment
 from mk8s.render.manifests import observability_value_files
 
-Role = Literal["voter", "standby", "spare"]
-# HA needs three dqlite voters; `status` says `high-availability: yes` only when voters > 2
-# (status.py ha_cluster_formed). The first 3 nodes are voters, the next 3 standby.
 HA_VOTERS = 3
-DQLITE_PORT = 19001
-CLUSTER_AGENT_PORT = 25000
-# add-node tokens live only as long as one join needs (add_token.py: `--token-ttl`).
-TOKEN_TTL_S = 300
-
-
-class FactsError(ValueError):
-    """MicroK8s printed something we cannot read; the message says what and where."""
-
-
-@dataclass(frozen=True)
-class Member:
-    """One dqlite cluster member as a node sees it (`high-availability.nodes[]`)."""
-
-    ip: str
-    role: str
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    """What `microk8s status --format yaml` says on one node."""
-
-    running: bool
-    members: tuple[Member, ...] = ()
-    addons: Mapping[str, str] = field(default_factory=dict)  # name -> enabled|disabled
-
-    def role_of(self, ip: str) -> str | None:
-        return next((m.role for m in self.members if m.ip == ip), None)
-
-    @property
-    def voters(self) -> int:
-        return sum(1 for m in self.members if m.role == "voter")
-
-    @property
-    def highly_available(self) -> bool:
-        """What pretty `status` prints as `high-availability: yes`: more than 2 voters."""
-        return self.voters >= HA_VOTERS
-
-    @property
-    def enabled_addons(self) -> frozenset[str]:
-        return frozenset(n for n, s in self.addons.items() if s == "enabled")
-
-
-def _strip_prompt(text: str) -> str:
-    # Drop shell prompts and anything before the first top-level key we know.
-    lines = [ln.rstrip() for ln in text.splitlines()]
-    for i, ln in enumerate(lines):
-        if ln.startswith(("microk8s:", "high-availability:", "addons:")):
-            return "\n".join(lines[i:])
-    return "\n".join(lines)
-
-
-def parse_status_yaml(text: str) -> NodeStatus:
-    """Parse `microk8s status --format yaml` (running or not)."""
-    try:
-        data = yaml.safe_load(_strip_prompt(text))
-    except yaml.YAMLError as exc:
-        raise FactsError(f"`microk8s status --format yaml` is not YAML: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("microk8s"), dict):
-        raise FactsError("`microk8s status --format yaml` has no `microk8s:` section")
-    running = data["microk8s"].get("running")
-    ha = data.get("high-availability") or {}
-    members = []
-    for node in (ha.get("nodes") or []) if isinstance(ha, dict) else []:
-        if isinstance(node, dict) and "address" in node:
-            ip = str(node["address"]).rsplit(":", 1)[0]
-            members.append(Member(ip, str(node.get("role", "")).strip()))
-    addons = {}
-    for addon in data.get("addons") or []:
-        if isinstance(addon, dict) and "name" in addon:
-            addons[str(addon["name"])] = str(addon.get("status", "")).strip()
-    return NodeStatus(running is True or str(running).lower() == "true", tuple(members), addons)
-
-
-def parse_add_node_json(text: str) -> str:
-    """The `<token>/<check>` part of `microk8s add-node --format json`."""
-    start = text.find("{")
-    try:
-        data: Any = json.loads(text[start:]) if start >= 0 else None
-    except ValueError:
-        data = None
-    token = data.get("token") if isinstance(data, dict) else None
-    if not isinstance(token, str) or "/" not in token:
-        raise FactsError("`microk8s add-node --format json` printed no token")
-    return token
-
-
-def join_url(first: NodeSpec, token_check: str) -> str:
-    """By IP literal (hostnames are rejected from 1.29) and with the certificate fingerprint,
-    so the joiner verifies the node it joins (reference: "Join URL")."""
-    return f"{first.ip}:{CLUSTER_AGENT_PORT}/{token_check}"
-
-
-# --- formation ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Join:
-    """Join `node` to the first node's cluster; `remove_stale` first when dqlite still lists it
-    from an earlier, unfinished join (canonical/microk8s#3694: never blind-retry)."""
-
-    node: NodeSpec
-    remove_stale: bool
-    wait_for: str  # the role the first node must report before the next join: voter|member
-
-    def describe(self) -> str:
-        pre = f"remove stale dqlite entry {self.node.ip}, then " if self.remove_stale else ""
-        return f"{self.node.name}: {pre}join {self.node.ip} (wait until {self.wait_for})"
+STARTING = "; it may still be starting"
 
 
 class FormationError(ValueError):
-    """The facts contradict what mk8s can fix on its own (one line, names the node)."""
+    """The facts contradict what mk8s can fix on its own (one line per problem)."""
+
+    def __init__(self, *lines: str, transient: bool = False) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = list(lines)
+        self.transient = transient  # MicroK8s still starting: worth reading again
 
 
-def wanted_role(index: int) -> str:
-    """The first three nodes become voters; the others only need to be members."""
-    return "voter" if index < HA_VOTERS else "member"
+@dataclass(frozen=True)
+class Node:
+    """An inventory node as formation needs it: its name and IP (members may use either)."""
+
+    name: str
+    ip: str
+
+    def is_member(self, member: Member) -> bool:
+        return member.host in (self.ip, self.name)
 
 
-def is_joined(env: Environment, node: NodeSpec, statuses: Mapping[str, NodeStatus]) -> bool:
-    """The first node lists `node` in dqlite and `node` itself sees the first node."""
-    first = env.first_node
-    if node == first:
-        return True
-    mine, theirs = statuses.get(node.name), statuses.get(first.name)
-    if mine is None or theirs is None:
-        return False
-    return theirs.role_of(str(node.ip)) is not None and mine.role_of(str(first.ip)) is not None
+# None: the node did not answer over SSH.
+Observations = Mapping[str, Status | None]
 
 
-def next_join(env: Environment, statuses: Mapping[str, NodeStatus]) -> Join | None:
-    """The one join to do next (one node at a time, inventory order), or None when formed.
+def clusterless(node: Node, status: Status) -> bool:
+    """Only member 127.0.0.1 (or itself): a fresh or reset node, joinable (MK init_cluster)."""
+    return len(status.members) == 1 and (status.members[0].loopback or node.is_member(
+        status.members[0]
+    ))  # fmt: skip
 
-    Nodes join in inventory order so that the voters are always the first three nodes;
-    a node is joined only after every earlier node is a member.
-    """
-    first = env.first_node
-    first_status = statuses.get(first.name)
-    if first_status is None or not first_status.running:
-        raise FormationError(f"{first.name}: MicroK8s is not running on the first node")
-    for index, node in enumerate(env.nodes):
-        if node == first:
-            continue
-        if is_joined(env, node, statuses):
-            continue
-        mine = statuses.get(node.name)
-        if mine is None or not mine.running:
-            raise FormationError(f"{node.name}: MicroK8s is not running; cannot join it")
-        others = [m.ip for m in mine.members if m.ip != str(node.ip)]
-        if others:  # it belongs to some other cluster: leaving it is the operator's call
-            raise FormationError(
-                f"{node.name}: is in another dqlite cluster ({', '.join(others)}); "
-                "run `microk8s leave` on it after checking, then re-run"
+
+def _named(nodes: Sequence[Node], member: Member) -> str:
+    return next((n.name for n in nodes if n.is_member(member)), member.host)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A set of nodes that list each other, and the members the best-informed of them lists."""
+
+    holders: tuple[str, ...]  # inventory nodes whose own view lists this cluster
+    members: tuple[Member, ...]
+
+    def describe(self, nodes: Sequence[Node]) -> str:
+        listed = ", ".join(f"{_named(nodes, m)} ({m.role})" for m in self.members)
+        return f"held by {', '.join(self.holders)}; members {listed}"
+
+    def voters(self) -> tuple[Member, ...]:
+        return tuple(m for m in self.members if m.role == "voter")
+
+
+def problems(
+    nodes: Sequence[Node], seen: Observations, rejoin: frozenset[str] = frozenset()
+) -> list[str]:
+    """One line per node formation cannot use, naming what it is. `rejoin`: nodes a cluster
+    lists though they do not hold it (a join cut short leaves them down, microk8s#3694); they
+    are removed and joined again, whatever they say."""
+    out = []
+    for node in nodes:
+        status = seen.get(node.name)
+        if status is None:
+            continue  # decided in plan(): a listed member may be down, a joiner may not
+        if status.state == "stopped":
+            out.append(f"{node.name}: MicroK8s is stopped (`microk8s start` on it, then re-run)")
+        elif status.state == "worker":
+            out.append(f"{node.name}: joined as a worker node; mk8s forms control-plane nodes only")
+        elif status.state == "unreadable":
+            out.append(f"{node.name}: `microk8s status` is unreadable: {status.detail}")
+        elif status.state == "not-running" and node.name not in rejoin:
+            out.append(f"{node.name}: MicroK8s is not running ({status.detail}){STARTING}")
+        elif not status.members_known and node.name not in rejoin:
+            out.append(
+                f"{node.name}: lists no datastore members (the dqlite query failed); "
+                "see `microk8s inspect`"
             )
-        stale = first_status.role_of(str(node.ip)) is not None
-        return Join(node, remove_stale=stale, wait_for=wanted_role(index))
-    return None
+    return out
 
 
-def join_settled(env: Environment, join: Join, first_status: NodeStatus) -> bool:
-    role = first_status.role_of(str(join.node.ip))
-    return role == "voter" if join.wait_for == "voter" else role is not None
+def clusters(nodes: Sequence[Node], seen: Observations) -> list[Cluster]:
+    """Group the nodes holding cluster state by the members they list (two nodes are in one
+    cluster when either lists the other)."""
+    groups: list[tuple[set[str], list[Member]]] = []
+    for node in nodes:
+        status = seen.get(node.name)
+        if status is None or not status.running or clusterless(node, status):
+            continue
+        listed = {_named(nodes, m) for m in status.members} | {node.name}
+        joined = [g for g in groups if g[0] & listed]
+        names, members = set(listed), list(status.members)
+        for g in joined:
+            groups.remove(g)
+            names |= g[0]
+            members = members if len(members) >= len(g[1]) else g[1]
+        groups.append((names, members))
+    holders = [n.name for n in nodes]
+    return [
+        Cluster(tuple(h for h in holders if h in names and _holds(seen, h)), tuple(members))
+        for names, members in groups
+    ]
 
 
-def ha_formed(env: Environment, first_status: NodeStatus) -> bool:
-    """All inventory nodes are members and (for 3+ nodes) 3 voters: `high-availability: yes`."""
-    ips = {str(n.ip) for n in env.nodes}
-    members = {m.ip for m in first_status.members}
-    if not ips <= members:
+def _holds(seen: Observations, name: str) -> bool:
+    status = seen.get(name)
+    return status is not None and status.running and len(status.members) > 1
+
+
+class Seed(Enum):
+    NEW = "new"  # no node holds state: the first reachable node starts the cluster
+    EXISTING = "existing"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where the cluster is and who joins next."""
+
+    kind: Seed
+    via: str  # a healthy voter (or, for a new cluster, the node that starts it)
+    via_ip: str
+    members: tuple[Member, ...]
+    joins: tuple[Node, ...]  # in inventory order, still to join
+    stale: frozenset[str]  # names of joiners the cluster already lists (rebuilt or half-joined)
+    down: tuple[str, ...] = ()  # listed members that do not answer over SSH
+
+
+def plan(nodes: Sequence[Node], seen: Observations) -> Plan:
+    """Decide the seed and the remaining joins, or refuse with every reason at once."""
+    found = clusters(nodes, seen)
+    listed = [m for c in found for m in c.members]
+    holders = {h for c in found for h in c.holders}
+    rejoin = frozenset(
+        n.name for n in nodes if n.name not in holders and any(n.is_member(m) for m in listed)
+    )
+    bad = problems(nodes, seen, rejoin)
+    starting = [ln for ln in bad if ln.endswith(STARTING)]
+    silent = [n for n in nodes if seen.get(n.name) is None]
+    down = tuple(n.name for n in silent if any(n.is_member(m) for m in listed))
+    bad += [f"{n.name}: not reachable over SSH" for n in silent if n.name not in down]
+    if bad:
+        raise FormationError(*bad, transient=len(starting) == len(bad))
+    if len(found) > 1:
+        biggest = max(found, key=lambda c: len(c.members))
+        raise FormationError(
+            "the nodes report different clusters; mk8s will not merge or choose:",
+            *(f"  cluster {i + 1}: {c.describe(nodes)}" for i, c in enumerate(found)),
+            f"keep the one holding the data (likely the larger: {', '.join(biggest.holders)}); "
+            "only on nodes of the other, after checking they hold nothing you need, run "
+            "`microk8s leave`, then re-run",
+        )
+    if not found:
+        return Plan(Seed.NEW, nodes[0].name, nodes[0].ip, (), tuple(nodes[1:]), frozenset())
+    cluster = found[0]
+    via = healthy_voter(nodes, seen, cluster)
+    joins = tuple(n for n in nodes if n.name not in cluster.holders and n.name not in down)
+    stale = frozenset(n.name for n in joins if any(n.is_member(m) for m in cluster.members))
+    via_ip = next(n.ip for n in nodes if n.name == via)
+    return Plan(Seed.EXISTING, via, via_ip, cluster.members, joins, stale, down)
+
+
+def healthy_voter(nodes: Sequence[Node], seen: Observations, cluster: Cluster) -> str:
+    """The first holder, in inventory order, that is running and a voter in its own view."""
+    for name in cluster.holders:
+        status = seen[name]
+        node = next(n for n in nodes if n.name == name)
+        if status is not None and status.running and status.role_of(node.ip, node.name) == "voter":
+            return name
+    raise FormationError(
+        f"no reachable voter in the cluster {cluster.describe(nodes)}; "
+        "restore a voter before joining nodes (docs/disaster-recovery.md)"
+    )
+
+
+def settled(joiner: Node, view: Status) -> bool:
+    """Node 2 is done when listed (a spare); from three members, when there are three voters."""
+    if not any(joiner.is_member(m) for m in view.members):
         return False
-    return len(env.nodes) < HA_VOTERS or first_status.highly_available
+    return len(view.members) < HA_VOTERS or len(view.voters) >= HA_VOTERS
+
+
+def formed(nodes: Sequence[Node], view: Status, viewer: str) -> bool:
+    """Every inventory node a member of `viewer`'s view (a lone node lists itself as
+    127.0.0.1) and, from three nodes, three voters (HA)."""
+
+    def listed(node: Node) -> bool:
+        return any(node.is_member(m) or (m.loopback and node.name == viewer) for m in view.members)
+
+    if not all(listed(n) for n in nodes):
+        return False
+    return len(nodes) < HA_VOTERS or len(view.voters) >= HA_VOTERS
+
+
+def ready_for_joins(seed: Status) -> bool:
+    """dns must be on before the first join: the launch configuration's add-ons come up after
+    start, and a joiner copies the first node's kubelet args (with --cluster-dns) at join time
+    (CA pkg/k8sinit; MK join.py store_base_kubelet_args)."""
+    return "dns" in seed.enabled_addons
+
+
+# --- join outcomes -------------------------------------------------------------------------
+
+
+class Action(Enum):
+    SETTLE = "wait for the role the real rules give it"
+    NEW_TOKEN = "issue a new token and retry"
+    REMOVE_STALE = "remove the stale member on a healthy member, then retry"
+    REISSUE = "issue a new add-node (new fingerprint) and retry once"
+    RETRY_LATER = "wait and retry (bounded)"
+    STOP = "stop"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    message: str = ""
+
+
+FIXES = {
+    JoinResult.HOSTNAME_UNRESOLVED: "make every node's name resolve to its IP (/etc/hosts)",
+    JoinResult.BIND_ADDRESS: "the join URL's address is not on the contacted node; check its IP",
+    JoinResult.REFUSED: "see MicroK8s' reason above",
+    JoinResult.BAD_CONNECTION: "mk8s built a bad join URL: a bug, please report it",
+    JoinResult.FAILED: "see `microk8s inspect` on both nodes",
+}
+
+
+def decide_join(outcome: JoinOutcome, tries: Mapping[Action, int], limit: int) -> Decision:
+    """What to do after one `microk8s join`; `tries` counts the retries already done per action.
+    Permanent errors stop at once with MicroK8s' reason and the fix; transient ones are bounded."""
+    result = outcome.result
+    if result is JoinResult.JOINED:
+        return Decision(Action.SETTLE)
+    transient = {
+        JoinResult.TOKEN_INVALID: (Action.NEW_TOKEN, limit),
+        JoinResult.ALREADY_KNOWN: (Action.REMOVE_STALE, 1),
+        JoinResult.FINGERPRINT_CHANGED: (Action.REISSUE, 1),
+        JoinResult.AGENT_UNREACHABLE: (Action.RETRY_LATER, limit),
+        JoinResult.LINK_LOST: (Action.RETRY_LATER, limit),
+    }
+    if result in transient:
+        action, allowed = transient[result]
+        if tries.get(action, 0) < allowed:
+            return Decision(action)
+        return Decision(
+            Action.STOP, f"{result.value}, {allowed + 1} attempts; last: {outcome.reason}"
+        )
+    return Decision(
+        Action.STOP, f"{result.value}: MicroK8s said: {outcome.reason}; fix: {FIXES[result]}"
+    )
 
 
 # --- add-ons -------------------------------------------------------------------------------
@@ -252,7 +332,7 @@ def _enable_argv(env: Environment, name: str, values_dir: str) -> list[str]:
 
 
 def addon_commands(
-    env: Environment, status: NodeStatus, values_dir: str = ADDON_VALUES_DIR
+    env: Environment, status: Status, values_dir: str = ADDON_VALUES_DIR
 ) -> list[list[str]]:
     """`microk8s enable` argv for every wanted add-on that is not enabled yet, in order."""
     enabled = status.enabled_addons

@@ -12,9 +12,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import yaml
-
 from mk8s.checks.verdict import Verdict, failed, passed
+from mk8s.edges.microk8s import parse_status
 from mk8s.inventory.model import Environment
 
 # The MicroK8s services that must run on every control-plane node (1.28+ snap layout).
@@ -218,50 +217,6 @@ def ssh_password_off(node: str, sshd_t: str) -> Verdict:
     return passed(measured, expected, f"{node}: SSH keys only")
 
 
-def parse_ha_voters(status_yaml: str) -> tuple[bool, list[str]]:
-    """(running, voter addresses) from `microk8s status --format yaml`."""
-    try:
-        data = yaml.safe_load(status_yaml) or {}
-    except yaml.YAMLError:
-        return False, []
-    if not isinstance(data, dict):
-        return False, []
-    running = bool((data.get("microk8s") or {}).get("running"))
-    ha = data.get("high-availability") or {}
-    nodes = ha.get("nodes") or [] if isinstance(ha, dict) else []
-    voters = [
-        str(n.get("address", "?"))
-        for n in nodes
-        if isinstance(n, dict) and n.get("role") == "voter"
-    ]
-    return running, voters
-
-
 def parse_enabled_addons(status_yaml: str) -> list[str]:
-    try:
-        data = yaml.safe_load(status_yaml) or {}
-    except yaml.YAMLError:
-        return []
-    addons = data.get("addons") or [] if isinstance(data, dict) else []
-    return [
-        str(a["name"])
-        for a in addons
-        if isinstance(a, dict) and a.get("status") == "enabled" and "name" in a
-    ]
-
-
-def ha_voters(node: str, status_yaml: str, node_ips: Sequence[str], wanted: int = 3) -> Verdict:
-    """HA: `wanted` dqlite voters, all of them inventory nodes."""
-    running, voters = parse_ha_voters(status_yaml)
-    expected = f"{wanted} voters among {', '.join(node_ips)}"
-    if not running:
-        return failed("not running", expected, f"{node}: microk8s is not running")
-    ips = [v.rsplit(":", 1)[0] for v in voters]
-    strangers = [ip for ip in ips if ip not in node_ips]
-    measured = f"{len(voters)} voters"
-    if len(voters) != wanted or strangers:
-        detail = f"voters {', '.join(voters) or 'none'}"
-        if strangers:
-            detail += f"; not in the inventory: {', '.join(strangers)}"
-        return failed(measured, expected, f"{node}: {detail}")
-    return passed(measured, expected, f"{node}: voters {', '.join(voters)}")
+    """Enabled add-ons of `microk8s status --format yaml`, in its order (the edge's parser)."""
+    return [n for n, st in parse_status(status_yaml).addons.items() if st == "enabled"]

@@ -19,7 +19,9 @@ import paramiko
 from testinfra.backend.paramiko import ParamikoBackend
 from testinfra.host import Host
 
+from mk8s.checks.ha import NodeView
 from mk8s.checks.node import MICROK8S_SERVICES
+from mk8s.edges.microk8s import DQLITE_PORT
 
 T = TypeVar("T")
 
@@ -100,6 +102,32 @@ class NodeShell:
 
     def microk8s_status(self) -> str:
         return self._run("microk8s status --format yaml", privileged=True)
+
+    def tcp_open(self, ip: str, port: int) -> bool:
+        """Whether `ip:port` accepts a connection from this node (bash's /dev/tcp, 3 s)."""
+        probe = f"exec 3<>/dev/tcp/{ip}/{port}"
+        return bool(self.host.run(f"timeout 3 bash -c {shlex.quote(probe)}").rc == 0)
+
+
+def read_ha_views(shells: Sequence[NodeShell]) -> tuple[list[NodeView], dict[str, bool]]:
+    """Every node's own `microk8s status` (None when SSH fails) and, for each node, whether its
+    dqlite port answers a peer (the first other node that answers SSH, as dqlite's peers do)."""
+
+    def status(shell: NodeShell) -> str | None:
+        try:
+            return shell.microk8s_status()
+        except Exception:  # paramiko/socket raise many kinds for a node that is off
+            return None
+
+    texts = on_every_node(shells, status)
+    views = [NodeView.read(s.name, s.ip, t) for s, t in zip(shells, texts, strict=True)]
+    answering = [s for s, t in zip(shells, texts, strict=True) if t is not None]
+
+    def dqlite(shell: NodeShell) -> bool:
+        peer = next((p for p in answering if p.name != shell.name), None)
+        return peer is not None and peer.tcp_open(shell.ip, DQLITE_PORT)
+
+    return views, dict(zip([s.name for s in shells], on_every_node(shells, dqlite), strict=True))
 
 
 def on_every_node(shells: Sequence[NodeShell], read: Callable[[NodeShell], T]) -> list[T]:

@@ -1,4 +1,4 @@
-"""Fixtures for the bootstrap tests: a 3-node lab of real sshd's with the command doubles.
+"""Fixtures for the bootstrap tests: a 3-node lab of real sshd's with the MicroK8s model.
 
 `lab` gives an Environment whose node IPs are the sshd addresses (127.0.X.10-12), the nodes
 as cloud-init leaves them (MicroK8s installed from each node's rendered launch
@@ -8,7 +8,6 @@ configuration, held), and `lab.bootstrap(...)` running mk8s.bootstrap.flow again
 from __future__ import annotations
 
 import io
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +22,12 @@ from mk8s.bootstrap import formation
 from mk8s.inventory.load import parse_inventory
 from mk8s.inventory.model import Environment, NodeSpec
 from mk8s.render import launchconfig
-from tests.support.doubles import double
+from tests.support.microk8s.rig import BIN, Rig
 from tests.support.sshd import SshdCluster, SshdFactory, sshd_factory
 
 __all__ = ["sshd_factory"]
 
 ROOT = Path(__file__).resolve().parents[2]
-DOUBLES_BIN = ROOT / "tests" / "support" / "doubles" / "bin"
 NAMES = ("lab-k8s-1", "lab-k8s-2", "lab-k8s-3")
 
 
@@ -74,10 +72,15 @@ class FixtureHostKeys:
 class Lab:
     cluster: SshdCluster
     env: Environment
-    state: Path
+    rig: Rig
     out: Path
     host_keys: FixtureHostKeys
     outputs: list[str] = field(default_factory=list)
+
+    @property
+    def state(self) -> Path:
+        """The model's directory: each node's files (certs, machine-id) under its name."""
+        return self.rig.root
 
     def settings(self, **over: Any) -> bootstrap_flow.Settings:
         per_node = f"{self.state}/$SSHD_NODE"
@@ -117,7 +120,7 @@ class Lab:
             self.outputs.append(buf.getvalue())
 
     def journal(self) -> list[dict[str, Any]]:
-        return double.journal(self.state)
+        return self.rig.journal()
 
     def mark(self) -> int:
         return len(self.journal())
@@ -126,27 +129,34 @@ class Lab:
         return [e["argv"] for e in self.journal()[mark:]]
 
 
+MUTATING = {"install", "refresh", "join", "remove-node", "leave", "enable", "disable",
+            "refresh-certs", "add-node", "stop", "start"}  # fmt: skip
+
+
+def mutations(commands: list[list[str]]) -> list[list[str]]:
+    """Commands that change a node (add-node too: it writes a token)."""
+    return [c for c in commands if len(c) > 1 and c[1] in MUTATING]
+
+
 def make_lab(
-    sshd_factory: SshdFactory, tmp_path: Path, names: tuple[str, ...] = NAMES, **over: Any
+    sshd_factory: SshdFactory,
+    tmp_path: Path,
+    names: tuple[str, ...] = NAMES,
+    *,
+    promote_delay_s: float = 0.0,
+    launch_addons_delay_s: float = 0.0,
+    **over: Any,
 ) -> Lab:
-    state = tmp_path / "double-state"
-    cluster = sshd_factory(
-        names,
-        path_dirs=[DOUBLES_BIN],
-        env={"MK8S_DOUBLE_STATE": str(state), "MK8S_DOUBLE_PYTHON": sys.executable},
-    )
+    rig = Rig(tmp_path / "model")
+    cluster = sshd_factory(names, path_dirs=[BIN], env=rig.session_env())
     env = lab_environment(cluster, names, **over)
-    double.seed(
-        state,
+    rig.configure(promote_delay_s=promote_delay_s, launch_addons_delay_s=launch_addons_delay_s)
+    rig.seed(
         {n.name: str(n.ip) for n in env.nodes},
         {n.name: launchconfig.text(env, n) for n in env.nodes},
         channel=env.microk8s.channel,
     )
-    for n in env.nodes:  # what MicroK8s ships in certs/ (csr.conf.template, trimmed)
-        (state / n.name / "certs" / "csr.conf.template").write_text(
-            "[ alt_names ]\nDNS.1 = kubernetes\nIP.1 = 127.0.0.1\nIP.2 = 10.152.183.1\n#MOREIPS\n"
-        )
-    return Lab(cluster, env, state, tmp_path / "build" / "lab", FixtureHostKeys(cluster))
+    return Lab(cluster, env, rig, tmp_path / "build" / "lab", FixtureHostKeys(cluster))
 
 
 @pytest.fixture
@@ -160,9 +170,9 @@ def formed_lab(sshd_factory: SshdFactory, tmp_path: Path) -> Iterator[Lab]:
     """Three nodes already formed into an HA cluster with the env's add-ons (no SSH run yet:
     host keys are not pinned and no kubeconfig is written)."""
     lab = make_lab(sshd_factory, tmp_path)
-    addons = {
+    addons: dict[str, list[str]] = {
         formation.addon_argument(lab.env, n).split(":")[0]: []
         for n in formation.wanted_addons(lab.env)
     }
-    double.form(lab.state, [n.name for n in lab.env.nodes], addons)
+    lab.rig.form([n.name for n in lab.env.nodes], addons)
     yield lab

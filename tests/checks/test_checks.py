@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mk8s.checks import Verdict, all_of, cluster, node
+from mk8s.checks import Verdict, all_of, cluster, ha, node
 from mk8s.checks.rbac import rbac_expectations
 from mk8s.checks.record import NOT_MEASURED, CriterionRecord, phase_of
 from mk8s.inventory.load import load_environment
@@ -150,17 +150,36 @@ addons:
 IPS = ["192.168.10.11", "192.168.10.12", "192.168.10.13"]
 
 
+def views(text: str, down: tuple[str, ...] = ()) -> list[ha.NodeView]:
+    return [
+        ha.NodeView.read(f"n{i}", ip, None if f"n{i}" in down else text)
+        for i, ip in enumerate(IPS, start=1)
+    ]
+
+
+ALL_OPEN = {"n1": True, "n2": True, "n3": True}
+
+
 def test_ha_needs_three_voters_not_two_and_a_standby() -> None:
-    verdict = node.ha_voters("n1", STATUS, IPS)
-    assert not verdict.passed and verdict.measured == "2 voters"
+    verdict = ha.ha_voters(views(STATUS), ALL_OPEN)
+    assert not verdict.passed and "2 voters listed (n1, n2)" in verdict.message
     three = STATUS.replace("role: standby", "role: voter")
-    assert node.ha_voters("n1", three, IPS).passed
+    verdict = ha.ha_voters(views(three), ALL_OPEN)
+    assert verdict.passed and verdict.measured == "3 voters"
 
 
 def test_ha_voter_outside_the_inventory_fails() -> None:
     three = STATUS.replace("role: standby", "role: voter").replace("10.13", "10.99")
-    verdict = node.ha_voters("n1", three, IPS)
+    verdict = ha.ha_voters(views(three), ALL_OPEN)
     assert not verdict.passed and "not in the inventory: 192.168.10.99" in verdict.message
+
+
+def test_ha_a_listed_voter_that_is_off_fails() -> None:
+    three = STATUS.replace("role: standby", "role: voter")
+    verdict = ha.ha_voters(views(three, down=("n3",)), {**ALL_OPEN, "n3": False})
+    assert not verdict.passed and verdict.measured == "2 of 3 voters live"
+    assert "voter n3 (192.168.10.13) is listed but not answering" in verdict.message
+    assert "port 19001 closed" in verdict.message
 
 
 def test_enabled_addons_from_status_yaml() -> None:

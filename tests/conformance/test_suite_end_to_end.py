@@ -30,6 +30,7 @@ from tests.conformance.actors import FakeKubelet, ready_after, terminated
 from tests.conformance.conftest import ROOT
 from tests.conformance.test_node_checks import DOUBLES
 from tests.support.envtest import KubeApiServer
+from tests.support.microk8s.rig import BIN, Rig
 from tests.support.sshd import SshdFactory, sshd_factory
 
 __all__ = ["sshd_factory"]
@@ -226,7 +227,10 @@ def make_lab(
     names = [f"e2e{tag}-k8s-{i}" for i in (1, 2, 3)]
     state = tmp_path / "node-state"
     state.mkdir()
-    cluster = sshd_factory(names, path_dirs=[DOUBLES], env={"NODE_STATE": str(state)})
+    rig = Rig(tmp_path / "model")
+    cluster = sshd_factory(
+        names, path_dirs=[BIN, DOUBLES], env={"NODE_STATE": str(state), **rig.session_env()}
+    )
     nodes = list(cluster.nodes.values())
     prefix = nodes[0].host.rsplit(".", 1)[0]
     key = tmp_path / "id.key"
@@ -242,9 +246,9 @@ def make_lab(
     data["proxmox"].update(proxmox or {})
     inventory = tmp_path / "lab.yaml"
     inventory.write_text(yaml.safe_dump(data))
-    (state / "ips").write_text(" ".join(n.host for n in nodes))
+    rig.seed({n.name: n.host for n in nodes}, channel=data["microk8s"]["channel"])
+    rig.form(names, {a: [] for a in data["microk8s"]["addons"]})
     (state / "subnet").write_text(f"{prefix}.0/24")
-    (state / "addons").write_text(" ".join(data["microk8s"]["addons"]))
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(cluster.known_hosts())
     domain = data["ingress"]["domain"]
@@ -319,8 +323,7 @@ def test_suite_records_every_criterion_in_junit(
     names, nodes, prefix, domain = lab.names, lab.nodes, lab.prefix, lab.domain
     _addon_workloads(api, lab.env)
     # One node drifted to another channel: that criterion must fail, the others pass.
-    (lab.state / names[1]).mkdir()
-    (lab.state / names[1] / "channel").write_text("1.32/stable")
+    Rig(tmp_path / "model").set_node(names[1], channel="1.32/stable")
 
     with (
         serving(nodes[0].host, f"app.{domain}"),
