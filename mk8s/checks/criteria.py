@@ -217,9 +217,7 @@ def markdown_table(criteria: Sequence[Criterion] = CRITERIA) -> str:
     for c in criteria:
         run = c.run + (" (checkout only, not the cluster)" if c.measures == "checkout" else "")
         na = f"`{c.not_applicable.field}` {c.not_applicable.reason}" if c.not_applicable else "-"
-        rows.append(
-            f"| `{c.id}` | {c.phase} | {run} | {c.proves} | {_tiers(c.tiers)} | {na} |"
-        )
+        rows.append(f"| `{c.id}` | {c.phase} | {run} | {c.proves} | {_tiers(c.tiers)} | {na} |")
     return "\n".join([BEGIN, *rows, END])
 
 
