@@ -22,7 +22,7 @@ from markupsafe import Markup
 from mk8s.errors import UserError
 from mk8s.inventory.load import INVENTORY_DIR, load_environment, resolve_env_path
 from mk8s.inventory.model import Environment
-from mk8s.promotion.evidence import REPORTS_DIR, Summary, env_reports, summaries
+from mk8s.promotion.evidence import DEFAULT_EVIDENCE_DIR, Summary, env_reports, summaries
 from mk8s.promotion.promote import PROMOTION, gate
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -195,15 +195,17 @@ def render(model: ReportModel) -> str:
 
 def environment_names(root: Path = Path()) -> list[str]:
     names = {p.stem for p in (root / INVENTORY_DIR).glob("*.yaml")}
-    reports = root / REPORTS_DIR
+    reports = root / DEFAULT_EVIDENCE_DIR
     if reports.is_dir():
         names |= {p.name for p in reports.iterdir() if p.is_dir()}
     return sorted(names)
 
 
-def last_promotion(env: str, root: Path = Path()) -> Mapping[str, Any] | None:
+def last_promotion(
+    env: str, root: Path = Path(), evidence_dir: str = DEFAULT_EVIDENCE_DIR
+) -> Mapping[str, Any] | None:
     """The newest readable promotion.json of ENV (run ids sort by time)."""
-    for path in sorted(env_reports(env, root).glob(f"*/{PROMOTION}"), reverse=True):
+    for path in sorted(env_reports(env, root, evidence_dir).glob(f"*/{PROMOTION}"), reverse=True):
         try:
             body = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -217,13 +219,15 @@ def collect(root: Path = Path(), now: datetime | None = None) -> list[EnvFacts]:
     now = now or datetime.now(UTC)
     facts: list[EnvFacts] = []
     for name in environment_names(root):
-        runs = tuple(summaries(name, root))
         try:
             env = load_environment(name, root)
         except UserError as exc:
+            runs = tuple(summaries(name, root))
             error = f"{resolve_env_path(name, root).relative_to(root)}: {'; '.join(exc.lines)}"
             facts.append(EnvFacts(name, None, error, runs, None))
             continue
+        evidence_dir = env.promotion.evidence_dir
+        runs = tuple(summaries(name, root, evidence_dir))
         reasons: tuple[str, ...] | None = None
         if env.promotion.after is not None:
             # Exactly the decision `invoke promote NAME` would take now.
@@ -231,14 +235,16 @@ def collect(root: Path = Path(), now: datetime | None = None) -> list[EnvFacts]:
                 reasons = gate(name, root, now).reasons
             except UserError as exc:
                 reasons = exc.lines
-        facts.append(EnvFacts(name, env, None, runs, reasons, last_promotion(name, root)))
+        facts.append(
+            EnvFacts(name, env, None, runs, reasons, last_promotion(name, root, evidence_dir))
+        )
     return facts
 
 
 def write_report(root: Path = Path(), out: Path | None = None, now: datetime | None = None) -> Path:
     now = now or datetime.now(UTC)
     html = render(build_model(collect(root, now), now))
-    path = out or root / REPORTS_DIR / REPORT_HTML
+    path = out or root / DEFAULT_EVIDENCE_DIR / REPORT_HTML
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html)
     return path
