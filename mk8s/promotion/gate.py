@@ -116,7 +116,7 @@ class _Check:
 
     def _identity(self, where: str, kind: str, run: Summary) -> list[str]:
         if run.env != self.prev.name or run.kind != kind:
-            return [f"{where} claims to be {run.env}'s {run.kind} run; it is not {kind} evidence"]
+            return [f"{where} is {run.env}'s {run.kind} run, not {self.prev.name}'s {kind} run"]
         return []
 
     def _criteria(self, where: str, kind: registry.Run, run: Summary) -> list[str]:

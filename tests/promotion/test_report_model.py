@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mk8s.promotion.report import build_model, collect, render
-from tests.promotion.factory import make_repo
+from tests.promotion.factory import make_keys, make_repo
 
 
 def test_a_broken_inventory_is_shown_not_fatal(tmp_path: Path) -> None:
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", make_keys(tmp_path / "keys"))
     (root / "inventory" / "stage.yaml").write_text("name: stage\nnodes: []\n")
     now = datetime.now(UTC)
     model = build_model(collect(root, now), now)
@@ -27,7 +27,7 @@ def test_a_broken_inventory_is_shown_not_fatal(tmp_path: Path) -> None:
 
 
 def test_no_evidence_at_all_renders_an_empty_chart(tmp_path: Path) -> None:
-    root = make_repo(tmp_path / "repo")
+    root = make_repo(tmp_path / "repo", make_keys(tmp_path / "keys"))
     now = datetime.now(UTC)
     html = render(build_model(collect(root, now), now))
     assert 'id="chart-empty"' in html
