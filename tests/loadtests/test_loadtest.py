@@ -31,7 +31,7 @@ from mk8s.inventory.model import RateLimit, Slo
 from mk8s.promotion.evidence import SUMMARY, read_summary
 from mk8s.render.ratelimit import nginx_conf
 from tests.loadtests.stack import backend, nginx, nginx_binary
-from tests.promotion.factory import REPO, SLOW_MS, TEST_P95_MS, make_repo
+from tests.promotion.factory import REPO, SLOW_MS, TEST_P95_MS, make_keys, make_repo
 
 SHORT = LoadProfile(users=5, spawn_rate=5, duration_s=3, target_rps=25)
 
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.slow  # real nginx / Locust / Chromium processes
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "repo")
+    return make_repo(tmp_path / "repo", make_keys(tmp_path / "keys"))
 
 
 def statuses(summary_criteria: list) -> dict[str, str]:  # type: ignore[type-arg]
