@@ -30,7 +30,10 @@ def test_dns_points_at_the_environment(env: Environment, criterion: Any) -> None
     host = app_host(env)
     c.check(
         cluster.dns_resolves(
-            host, kf.resolve(host), [str(n.ip) for n in env.nodes], env.network.metallb_range
+            host,
+            kf.resolve(host, [str(ip) for ip in env.network.dns_servers]),
+            [str(n.ip) for n in env.nodes],
+            env.network.metallb_range,
         )
     )
 
