@@ -19,6 +19,7 @@ from jinja2 import Environment as Jinja
 from jinja2 import FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from mk8s.checks import criteria
 from mk8s.errors import UserError
 from mk8s.inventory.load import INVENTORY_DIR, load_environment, resolve_env_path
 from mk8s.inventory.model import Environment
@@ -58,10 +59,26 @@ class EnvView:
 
 
 @dataclass(frozen=True)
+class CriterionCell:
+    env: str
+    state: str  # passed | failed | n/a | missing (its run lacks it) | no run
+    required: bool  # the env's tier must prove it before the next env is built
+
+
+@dataclass(frozen=True)
+class CriterionRow:
+    """One criterion of the registry across the environments' latest runs."""
+
+    criterion: criteria.Criterion
+    cells: tuple[CriterionCell, ...]
+
+
+@dataclass(frozen=True)
 class ReportModel:
     generated_at: datetime
     envs: tuple[EnvView, ...]
     chart: Markup
+    criteria: tuple[CriterionRow, ...] = ()
 
 
 # --- pure -------------------------------------------------------------------------------------
@@ -108,7 +125,26 @@ def build_model(facts: list[EnvFacts], now: datetime) -> ReportModel:
                 last_promotion=f.last_promotion,
             )
         )
-    return ReportModel(now, tuple(views), latency_chart(facts))
+    return ReportModel(now, tuple(views), latency_chart(facts), criteria_rows(views, facts))
+
+
+_STATE = {"passed": "passed", "failed": "failed", "skipped": "n/a"}
+
+
+def criteria_rows(views: list[EnvView], facts: list[EnvFacts]) -> tuple[CriterionRow, ...]:
+    """The registry as the report lists it: each criterion's state in every environment."""
+    envs = {f.name: f.env for f in facts}
+    rows = []
+    for c in criteria.CRITERIA:
+        cells = []
+        for view in views:
+            run = view.conformance if c.run == "conformance" else view.loadtest
+            env = envs.get(view.name)
+            found = run.criterion(c.id) if run else None
+            state = "no run" if run is None else _STATE[found.status] if found else "missing"
+            cells.append(CriterionCell(view.name, state, env is not None and c.required_in(env)))
+        rows.append(CriterionRow(c, tuple(cells)))
+    return tuple(rows)
 
 
 def _latest(runs: tuple[Summary, ...], kind: str) -> Summary | None:
