@@ -368,15 +368,21 @@ def test_rollout_judgement_follows_kubectl_rollout_status() -> None:
         deploy_decide.rollout_status(answer("deployment-stuck"))
 
 
-def test_server_bookkeeping_and_status_are_not_changes() -> None:
-    live = answer("deployment-live")
-    predicted = copy.deepcopy(live)
-    predicted["metadata"]["resourceVersion"] = "48214"
-    predicted["metadata"]["managedFields"] = []
-    predicted["status"] = {}
-    ref = Ref.of(live)
-    plan = deploy_decide.plan_changes([live], {ref: live}, {ref: predicted}, [], "dev")
-    assert actions(plan) == [("unchanged", "Deployment sample-app/sample-app")]
+def test_server_bookkeeping_and_status_are_not_changes(
+    kube: KubeApi, kube_apiserver: KubeApiServer, world: World
+) -> None:
+    """The live object carries uid, resourceVersion, managedFields and a controller's status;
+    the server's dry-run answer differs in those only: no change."""
+    for o in (world.ns, world.deploy):
+        kube.apply(o, dry_run=False)
+    with rollout_controller(kube_apiserver, world.ns["metadata"]["name"]):
+        deploy_flow.wait_for_rollouts(kube, [world.deploy], 30, noop)
+    ref = Ref.of(world.deploy)
+    live = kube.get(ref)
+    predicted = kube.apply(world.deploy, dry_run=True)
+    assert live is not None and live["status"] and live["metadata"]["managedFields"]
+    plan = deploy_decide.plan_changes([world.deploy], {ref: live}, {ref: predicted}, [], world.env)
+    assert actions(plan) == [("unchanged", str(ref))]
 
 
 def test_deploy_waits_until_the_rollout_completes(
