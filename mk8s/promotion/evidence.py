@@ -372,8 +372,16 @@ def latest_run(
         if parsed.kind != kind:
             continue
         checked = signing.verify(path, data, signers, field)
-        return Latest(run_dir.name, parsed, checked.signer, checked.problem)
+        problem = checked.problem or _artifacts_changed(run_dir, parsed)
+        return Latest(run_dir.name, parsed, checked.signer, problem)
     return Latest()
+
+
+def _artifacts_changed(run_dir: Path, summary: Summary) -> str | None:
+    """The signature covers the artifacts through their hashes in summary.json."""
+    now = artifact_hashes(run_dir)
+    changed = sorted(n for n, h in summary.artifacts.items() if now.get(n) != h)
+    return f"has artifacts changed since it was signed: {', '.join(changed)}" if changed else None
 
 
 def signing_key(explicit: Path | None = None) -> Path | None:

@@ -383,7 +383,14 @@ def _other_host(root: Path, keys: Keys) -> str:
     )
 
 
+def _edited_junit(root: Path, keys: Keys) -> str:
+    run = latest_dir(root, "conformance")
+    (run / "junit.xml").write_text((run / "junit.xml").read_text() + "<!-- edited -->")
+    return f"dev's latest conformance run {run.name} has artifacts changed since it was signed: junit.xml"
+
+
 TAMPERING: dict[str, Callable[[Path, Keys], str]] = {
+    "edited junit.xml": _edited_junit,
     "hand-written": _hand_written,
     "edited": _edited,
     "truncated": _truncated,
