@@ -126,7 +126,11 @@ class _Check:
         unknown = sorted(set(recorded) - {c.id for c in registry.of_run(kind)})
         if unknown:
             out.append(f"{where} records criteria the registry does not have: {', '.join(unknown)}")
-        missing = [c.id for c in required if c.id not in recorded]
+        # A run recorded as partial never counts, even when what it lacks is not required here.
+        lacking = {c.id for c in required if c.id not in recorded} | set(run.missing)
+        if not run.complete:
+            lacking |= {c.id for c in registry.of_run(kind) if c.id not in recorded}
+        missing = [c.id for c in registry.of_run(kind) if c.id in lacking]
         if missing:
             out.append(
                 f"{where} is partial: it lacks {', '.join(missing)}; a -k/-m selection never "

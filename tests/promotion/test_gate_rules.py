@@ -187,3 +187,15 @@ def test_evidence_of_another_environment_is_not_this_ones() -> None:
         "dev's latest conformance run 20261125T110000Z is stage's conformance run, not dev's "
         "conformance run"
     )
+
+
+def test_a_run_recorded_as_partial_never_counts_even_if_it_holds_the_tier_s_set() -> None:
+    """`-m "not phase4"` on dev selects every criterion dev needs, but it is still partial."""
+    no_phase4 = [c for c in results(DEV, "conformance") if c.phase != "phase4"]
+    partial = run(DEV, "conformance", no_phase4)
+    assert partial.summary is not None and not partial.summary.complete
+    (line,) = gate("stage", partial, LOAD)
+    assert line.startswith(
+        "dev's latest conformance run 20261125T110000Z is partial: it lacks "
+        "phase4.production_certificate, phase4.served_certificate, phase4.dns, phase4.alerting"
+    )
