@@ -466,3 +466,21 @@ def test_the_cli_runs_the_real_steps_and_stops_at_the_first_failure(root: Path) 
     assert last.startswith(
         "error: promote stage: step 1/4 `invoke provision --env stage` failed (exit 127)"
     )
+
+
+def test_an_unsigned_run_signed_afterwards_by_a_listed_signer_opens_the_gate(
+    root: Path, keys: Keys
+) -> None:
+    run = conformance_run(root, "dev", None)
+    assert refusal(root)[0].startswith(
+        f"refusing to promote stage: dev's latest conformance run {run.run_id} is unsigned"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "mk8s.promotion.evidence", "sign", "--env", "dev",
+         "--run", run.run_id, "--root", str(root), "--key", str(keys.alice)],
+        cwd=REPO, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    runner = RecordingRunner()
+    promote("stage", root, runner=runner, echo=lambda _: None)
+    assert runner.ran == STEPS
