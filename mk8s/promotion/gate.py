@@ -175,9 +175,16 @@ class _Check:
                     f"{where} was produced from other inputs or code (revision "
                     f"{run.git_revision}); changed since: {names}"
                 )
-        if run.dirty and self.target.effective_tier == "prod":
+        if self.target.effective_tier != "prod":
+            return out
+        if run.dirty:
             out.append(
                 f"{where} was recorded from a dirty tree ({run.git_revision}); prod accepts "
+                "evidence from committed code only"
+            )
+        elif run.git_revision == "unknown":
+            out.append(
+                f"{where} was recorded outside a git checkout (revision unknown); prod accepts "
                 "evidence from committed code only"
             )
         return out

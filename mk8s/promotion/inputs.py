@@ -21,6 +21,8 @@ SHARED_INPUT_DIRS = ("manifests", "bootstrap", "terraform")
 # The code that measured (verdicts, suite, locustfile) and the tasks and sessions that ran it.
 CODE_DIRS = ("mk8s", "conformance", "loadtests")
 CODE_FILES = ("tasks.py", "noxfile.py", "pyproject.toml")
+# Everything the hash covers, as git paths: what must be committed for a clean run.
+INPUT_PATHS = ("inventory", *SHARED_INPUT_DIRS, *CODE_DIRS, *CODE_FILES)
 _SKIP_PARTS = frozenset({".terraform", "__pycache__", ".pytest_cache", ".mypy_cache"})
 _SKIP_SUFFIXES = (".pyc", ".tfstate", ".tfstate.backup", ".terraform.lock.hcl")
 
@@ -73,13 +75,14 @@ def current_inputs(env: str, root: Path = Path()) -> dict[str, str]:
 
 
 def git_revision(root: Path = Path()) -> str:
-    """HEAD's commit, with `+dirty` when tracked files differ from it; `unknown` outside git."""
+    """HEAD's commit, with `+dirty` when an input or the code differs from it (an edited
+    tracked file, or a new file git does not ignore); `unknown` outside git."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=all", "--", *INPUT_PATHS],
             cwd=root,
             capture_output=True,
             text=True,

@@ -199,3 +199,13 @@ def test_a_run_recorded_as_partial_never_counts_even_if_it_holds_the_tier_s_set(
         "dev's latest conformance run 20261125T110000Z is partial: it lacks "
         "phase4.production_certificate, phase4.served_certificate, phase4.dns, phase4.alerting"
     )
+
+
+def test_prod_refuses_evidence_recorded_outside_git() -> None:
+    stage = env("stage")
+    nowhere = run(stage, "conformance", results(stage, "conformance"), revision="unknown")
+    load = run(stage, "loadtest", results(stage, "loadtest"), load=load_of(stage))
+    assert gate("prod", nowhere, load) == (
+        "stage's latest conformance run 20261125T110000Z was recorded outside a git checkout "
+        "(revision unknown); prod accepts evidence from committed code only",
+    )

@@ -243,11 +243,11 @@ def test_prod_refuses_evidence_recorded_from_a_dirty_tree(root: Path, keys: Keys
     subprocess.run([*git, "init", "-q"], cwd=root, check=True)
     subprocess.run([*git, "add", "-A"], cwd=root, check=True)
     subprocess.run([*git, "commit", "-qm", "x"], cwd=root, check=True)
-    readme = root / "README.md"
-    readme.write_text("x")
-    subprocess.run([*git, "add", "README.md"], cwd=root, check=True)
-    subprocess.run([*git, "commit", "-qm", "readme"], cwd=root, check=True)
-    readme.write_text("edited, not committed")
+    (root / "README.md").write_text("not an input: a clean tree despite this\n")
+    clean = conformance_run(root, "stage", keys.alice)
+    assert not clean.dirty and len(clean.git_revision) == 40
+    # A new verdict module git does not know yet: part of the hash, not of any commit.
+    (root / "mk8s" / "checks" / "lenient.py").write_text("PASS = True\n")
     run = conformance_run(root, "stage", keys.alice)
     assert run.dirty and run.git_revision.endswith("+dirty")
     lines = refusal(root, "prod")
