@@ -250,7 +250,7 @@ def test_prune_removes_only_this_envs_labelled_objects_that_left_the_overlay(
     ns = world.ns["metadata"]["name"]
     api = Recording(kube)
     gone = world.obj("v1", "ConfigMap", "old-settings", ns, data={"a": "b"})
-    other_env = make("stage", "v1", "ConfigMap", "stage-thing", ns)
+    other_env = make(f"{world.env}-other", "v1", "ConfigMap", "other-env-thing", ns)
     unlabelled = {"apiVersion": "v1", "kind": "ConfigMap",
                   "metadata": {"name": "hand-made", "namespace": ns}}  # fmt: skip
     addon_owned = world.obj("v1", "ConfigMap", "nginx-load-balancer-microk8s-conf", ns)
