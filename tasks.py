@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from pathlib import Path
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -299,30 +300,46 @@ def deploy(
     help=ENV_HELP
     | {
         "host": "base URL to load (default https://app.<ingress.domain>)",
-        "duration": "override loadtest.duration_s (seconds, 0 = inventory), e.g. for a smoke run",
+        "duration": "override loadtest.duration_s (seconds, 0 = inventory): a smoke run, which "
+        "never counts as evidence",
+        "connect": "send the traffic to this URL (the ingress LB IP, e.g. https://192.168.10.50) "
+        "with the app's Host header, instead of resolving the app's name",
+        "key": "private SSH key that signs the evidence (default $MK8S_EVIDENCE_KEY)",
     },
     auto_shortflags=False,  # -d is --dry-run elsewhere, -h is --help
 )
 @user_errors
-def loadtest(c: Context, env: str, host: str | None = None, duration: str = "0") -> None:
+def loadtest(
+    c: Context,
+    env: str,
+    host: str | None = None,
+    duration: str = "0",
+    connect: str | None = None,
+    key: str | None = None,
+) -> None:
     """Locust at the inventory's rate; SLO gate (p95, error rate) and per-IP rate-limit check."""
     from mk8s.checks.loadtest import LoadProfile
     from mk8s.checks.loadtest import run as run_loadtest
     from mk8s.console import console
     from mk8s.inventory.load import load_environment
-    from mk8s.promotion.evidence import criterion_line
+    from mk8s.promotion.evidence import criterion_line, signing_key
 
     profile = None
     environment = load_environment(env)
     run_s = arguments.seconds("--duration", duration, zero_means="the inventory's duration")
     if host is not None:
         arguments.base_url("--host", host)
+    if connect is not None:
+        arguments.base_url("--connect", connect)
     if run_s:
         profile = replace(LoadProfile.of(environment), duration_s=run_s)
-    run_dir, summary = run_loadtest(env, host=host, profile=profile)
+    signer = signing_key(Path(key) if key else None)
+    run_dir, summary = run_loadtest(env, host=host, connect=connect, profile=profile, key=signer)
     for criterion in summary.criteria:
         console.print(criterion_line(criterion), soft_wrap=True, markup=False)
-    console.print(f"evidence: {run_dir}")
+    if profile is not None:
+        console.print("smoke run (--duration): recorded, but never counts for promotion")
+    console.print(f"evidence: {run_dir}" + ("" if signer else " (UNSIGNED: set MK8S_EVIDENCE_KEY)"))
     if not summary.passed:
         raise OperationFailedError(f"{summary.env}: load test failed (run {summary.run_id})")
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from mk8s.checks import Verdict
+from mk8s.checks import Verdict, criteria
 from mk8s.checks.node_facts import NodeShell, node_host
 from mk8s.checks.record import CriterionRecord
 from mk8s.inventory.load import load_environment
@@ -89,14 +89,23 @@ class Criterion:
 @pytest.fixture
 def criterion(
     record_property: Callable[[str, object], None],
+    env: Environment,
 ) -> Iterator[Callable[..., Criterion]]:
     """`criterion("phase1.loadbalancer", target=..., unit=...)` -> Criterion; its JUnit
-    properties (criterion, phase, measured, target, unit) are recorded when the test ends."""
+    properties (criterion, phase, measured, target, unit) are recorded when the test ends.
+
+    The id must be in the registry (mk8s.checks.criteria). When the registry says the criterion
+    does not apply to this inventory, the test is skipped here with the registry's reason,
+    which the evidence records and the gate compares."""
     records: list[CriterionRecord] = []
 
     def start(criterion_id: str, target: str | None = None, unit: str | None = None) -> Criterion:
         record = CriterionRecord(criterion_id, target, unit)
         records.append(record)
+        reason = criteria.by_id(criterion_id).na_reason(env)
+        if reason is not None:
+            record.not_applicable = reason
+            pytest.skip(reason)
         return Criterion(record)
 
     yield start

@@ -56,8 +56,6 @@ def test_rbac_matrix(env: Environment, kube: Any, criterion: Any) -> None:
 
 
 def test_monitoring_stack_live(env: Environment, kube: Any, criterion: Any) -> None:
-    if not env.monitoring.enabled:
-        pytest.skip(f"{env.name}: monitoring.enabled is false in the inventory")
     c: Criterion = criterion("phase2.monitoring")
     namespace = cluster.MONITORING_NAMESPACES[env.monitoring.stack]
     workloads = kf.read_workloads(kube, [namespace])

@@ -18,8 +18,6 @@ pytestmark = pytest.mark.phase3
 
 
 def test_backup_restore(env: Environment, kube: Any, criterion: Any) -> None:
-    if env.backup is None:
-        pytest.skip(f"{env.name}: no backup configured in the inventory (PRD: dev may omit)")
     c: Criterion = criterion("phase3.backup_restore", unit="s")
     drill = drills.restore_drill(
         kube, f"mk8s-restore-drill-{secrets.token_hex(3)}", timeout_s=env.slo.rto_minutes * 120

@@ -9,7 +9,7 @@ import pytest
 
 from conformance.conftest import Criterion
 from conformance.test_phase1 import app_host
-from mk8s.checks import Verdict, cluster
+from mk8s.checks import Verdict, cluster, tls
 from mk8s.checks import kube_facts as kf
 from mk8s.inventory.model import Environment
 
@@ -30,7 +30,10 @@ def test_dns_points_at_the_environment(env: Environment, criterion: Any) -> None
     host = app_host(env)
     c.check(
         cluster.dns_resolves(
-            host, kf.resolve(host), [str(n.ip) for n in env.nodes], env.network.metallb_range
+            host,
+            kf.resolve(host, [str(ip) for ip in env.network.dns_servers]),
+            [str(n.ip) for n in env.nodes],
+            env.network.metallb_range,
         )
     )
 
@@ -45,9 +48,6 @@ def test_alerting_rules_and_alertmanager(env: Environment, kube: Any, criterion:
 def test_production_certificate_served(env: Environment, criterion: Any) -> None:
     """What browsers see: the certificate served on 443 chains to the system trust store,
     is from Let's Encrypt (not staging), covers the host and has >= 30 days left."""
-    tls = pytest.importorskip(
-        "mk8s.checks.tls", reason="mk8s.checks.tls (the evidence branch's TLS check) not merged"
-    )
     c: Criterion = criterion("phase4.served_certificate", unit="days")
     host = app_host(env)
     seen = tls.check(

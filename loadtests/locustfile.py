@@ -23,6 +23,11 @@ def _options(parser: Any) -> None:
         help="requests per second offered by all users together (0: as fast as possible)",
     )
     parser.add_argument("--app-path", default="/", help="path of the sample app to request")
+    parser.add_argument(
+        "--app-host",
+        default="",
+        help="Host header to send when --host is the ingress address rather than the app's name",
+    )
 
 
 class SampleAppUser(FastHttpUser):
@@ -42,8 +47,11 @@ class SampleAppUser(FastHttpUser):
 
     @task
     def app_page(self) -> None:
-        path = getattr(self.environment.parsed_options, "app_path", "/") or "/"
-        with self.client.get(path, name="app", catch_response=True) as response:
+        options = self.environment.parsed_options
+        path = getattr(options, "app_path", "/") or "/"
+        app_host = getattr(options, "app_host", "") or ""
+        headers = {"Host": app_host} if app_host else None
+        with self.client.get(path, name="app", headers=headers, catch_response=True) as response:
             if response.status_code == 0:  # FastHttpUser: no HTTP answer; the cause is in .error
                 response.failure(f"no connection to {self.host}: {response.error!r}")
             elif response.status_code != 200:

@@ -14,13 +14,14 @@ the kubelet.
 from __future__ import annotations
 
 import hashlib
-import socket
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+import dns.exception
+import dns.resolver
 import requests
 import urllib3
 from kubernetes import client
@@ -536,13 +537,23 @@ def count_prometheus_rules(api: client.ApiClient) -> int:
     return len(found["items"])
 
 
-def resolve(host: str) -> list[str]:
-    """IPv4 addresses `host` resolves to through the system resolver ([] when it does not)."""
+def resolve(
+    host: str, nameservers: Sequence[str], port: int = 53, timeout_s: float = 5.0
+) -> list[str]:
+    """IPv4 addresses `host` has in DNS, asked of `nameservers` by IP ([] when it has none).
+
+    The servers are the inventory's `network.dns_servers`, the ones the nodes and their clients
+    use; the machine's own resolver (and whatever /etc/hosts says) is deliberately not asked.
+    """
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = list(nameservers)
+    resolver.port = port
+    resolver.lifetime = timeout_s
     try:
-        infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
-    except socket.gaierror:
+        answer = resolver.resolve(host, "A", search=False)
+    except dns.exception.DNSException:
         return []
-    return sorted({str(info[4][0]) for info in infos})
+    return sorted({r.to_text() for r in answer})
 
 
 def count_dashboards(api: client.ApiClient, namespace: str) -> int:

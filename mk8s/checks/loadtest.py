@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import http.client
 import io
+import ipaddress
 import json
 import socket
 import ssl
@@ -30,13 +31,15 @@ from mk8s.inventory.load import load_environment
 from mk8s.inventory.model import Environment, RateLimit, Slo
 from mk8s.promotion.evidence import (
     CriterionResult,
+    LoadRecord,
     Summary,
-    current_inputs,
-    git_revision,
+    artifact_hashes,
+    env_reports,
     new_run_dir,
+    seal,
     summarise,
-    write_summary,
 )
+from mk8s.promotion.inputs import current_inputs, git_revision
 
 # The Locust file ships in the repository next to the package (an editable install).
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtests" / "locustfile.py"
@@ -99,8 +102,18 @@ def default_host(env: Environment) -> str:
 
 
 def locust_command(
-    profile: LoadProfile, host: str, run_dir: Path, locustfile: Path = LOCUSTFILE
+    profile: LoadProfile,
+    host: str,
+    run_dir: Path,
+    locustfile: Path = LOCUSTFILE,
+    app_host: str | None = None,
 ) -> list[str]:
+    """Locust's command line; `app_host` is the Host header when `host` is an address."""
+    extra = ["--app-host", app_host] if app_host else []
+    return [*_locust(profile, host, run_dir, locustfile), *extra]
+
+
+def _locust(profile: LoadProfile, host: str, run_dir: Path, locustfile: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -299,6 +312,7 @@ def probe(
     concurrency: int = 1,
     source_ip: str | None = None,
     timeout_s: float = 5.0,
+    host_header: str | None = None,
 ) -> ProbeResult:
     """GET `url` for `duration_s`: paced at `rate` req/s (one thread) or as fast as possible."""
     parts = urlsplit(url)
@@ -339,7 +353,7 @@ def probe(
                 next_at += interval
             error = ""
             try:
-                conn.request("GET", path, headers={"Host": parts.netloc})
+                conn.request("GET", path, headers={"Host": host_header or parts.netloc})
                 response = conn.getresponse()
                 response.read()
                 status: int | None = response.status
@@ -368,7 +382,10 @@ def probe(
 
 
 def check_rate_limit(
-    url: str, limit: RateLimit | None, source_ip: str | None = None
+    url: str,
+    limit: RateLimit | None,
+    source_ip: str | None = None,
+    host_header: str | None = None,
 ) -> list[CriterionResult]:
     """One client below the per-IP limit (no 429 expected), then one above (429s expected).
 
@@ -379,9 +396,14 @@ def check_rate_limit(
     if limit is None:
         return rate_limit_criteria(None, None, None)
     below_rate, below_s, above_s = probe_plan(limit)
-    below = probe(url, rate=below_rate, duration_s=below_s, source_ip=source_ip)
+    below = probe(
+        url, rate=below_rate, duration_s=below_s, source_ip=source_ip, host_header=host_header
+    )
     time.sleep(min(5.0, limit.burst / limit.rps))
-    above = probe(url, rate=None, duration_s=above_s, concurrency=32, source_ip=source_ip)
+    above = probe(
+        url, rate=None, duration_s=above_s, concurrency=32, source_ip=source_ip,
+        host_header=host_header,
+    )  # fmt: skip
     return rate_limit_criteria(limit, below, above)
 
 
@@ -399,8 +421,10 @@ def reachable(url: str, timeout_s: float = 5.0) -> None:
         raise OperationFailedError(f"cannot connect to {url}: {exc.strerror or exc}") from None
 
 
-def run_locust(profile: LoadProfile, host: str, run_dir: Path) -> LocustStats:
-    cmd = locust_command(profile, host, run_dir)
+def run_locust(
+    profile: LoadProfile, host: str, run_dir: Path, app_host: str | None = None
+) -> LocustStats:
+    cmd = locust_command(profile, host, run_dir, app_host=app_host)
     budget = profile.duration_s + 60
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, check=False)
@@ -417,26 +441,65 @@ def run_locust(profile: LoadProfile, host: str, run_dir: Path) -> LocustStats:
     return parse_stats(stats_csv.read_text())
 
 
+def address_of(url: str) -> str | None:
+    """The IP `url` connects to: its literal, else what the resolver says once, at run time."""
+    name = urlsplit(url).hostname or ""
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return None
+    return str(infos[0][4][0]) if infos else None
+
+
+def _url(value: str, option: str) -> str:
+    if urlsplit(value).scheme not in ("http", "https"):
+        raise UserError(f"{option} {value!r} must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
 def run(
     env: str,
     *,
     host: str | None = None,
+    connect: str | None = None,
     root: Path = Path(),
     profile: LoadProfile | None = None,
     now: datetime | None = None,
+    key: Path | None = None,
 ) -> tuple[Path, Summary]:
-    """The whole load-test run for ENV; returns its run directory and summary."""
+    """The whole load-test run for ENV; returns its run directory and summary.
+
+    `host`: the base URL whose name is the Host header (default `https://app.<domain>`).
+    `connect`: where to send the traffic instead of resolving that name, e.g. the ingress
+    LoadBalancer IP (`https://192.168.10.50`). Both, the profile, and whether it differs from
+    the inventory's (a smoke run) are recorded for the promotion gate.
+    """
     environment = load_environment(env, root)
-    if host is not None and urlsplit(host).scheme not in ("http", "https"):
-        raise UserError(f"--host {host!r} must be an http:// or https:// URL")
-    target = (host or default_host(environment)).rstrip("/")
-    reachable(target)
+    target = _url(host, "--host") if host is not None else default_host(environment)
+    url = _url(connect, "--connect") if connect is not None else target
+    app_host = urlsplit(target).netloc
+    reachable(url)
     profile = profile or LoadProfile.of(environment)
     now = now or datetime.now(UTC)
-    run_dir = new_run_dir(environment.name, now, root)
-    stats = run_locust(profile, target, run_dir)
+    base = env_reports(environment.name, root, environment.promotion.evidence_dir)
+    run_dir = new_run_dir(environment.name, now, base)
+    stats = run_locust(profile, url, run_dir, app_host=app_host if connect else None)
     criteria = slo_criteria(stats, environment.slo, profile)
-    criteria += check_rate_limit(target + "/", environment.ingress.rate_limit)
+    criteria += check_rate_limit(url + "/", environment.ingress.rate_limit, host_header=app_host)
+    load = LoadRecord(
+        url=url,
+        host=urlsplit(target).hostname or app_host,
+        address=address_of(url),
+        users=profile.users,
+        spawn_rate=profile.spawn_rate,
+        duration_s=profile.duration_s,
+        target_rps=profile.target_rps,
+        smoke=profile != LoadProfile.of(environment),
+    )
     summary = summarise(
         env=environment.name,
         run=run_dir.name,
@@ -445,7 +508,9 @@ def run(
         criteria=criteria,
         inputs=current_inputs(env, root),
         git_revision=git_revision(root),
-        target_url=target,
+        target_url=url,
+        load=load,
+        artifacts=artifact_hashes(run_dir),
     )
-    write_summary(run_dir, summary)
+    seal(run_dir, summary, key)
     return run_dir, summary

@@ -307,9 +307,27 @@ class Maintenance(Model):
     cadence: Literal["ad-hoc", "weekly", "monthly"] = "ad-hoc"
 
 
+class Signer(Model):
+    """Someone who may sign this environment's evidence: an allowed_signers line, split."""
+
+    name: str = Field(pattern=r"^[^\s\"]+$")  # e.g. alice@example.com; ssh-keygen's principal
+    key: str  # the OpenSSH public key line (Ed25519 recommended), no options
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, key: str) -> str:
+        if not SSH_PUBLIC_KEY.match(key.strip()):
+            raise ValueError("must be an OpenSSH public key line (ssh-ed25519 AAAA...)")
+        return key.strip()
+
+
 class Promotion(Model):
     after: str | None = None
     max_age_hours: int = Field(default=168, ge=1)
+    # Who may sign this environment's evidence; the gate refuses evidence signed by anyone else.
+    signers: list[Signer] = []
+    # Where this environment's runs are kept (relative to the checkout, or absolute to share).
+    evidence_dir: str = Field(default="reports", pattern=r"^\S+$")
 
 
 class Quota(Model):

@@ -19,10 +19,11 @@ from jinja2 import Environment as Jinja
 from jinja2 import FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from mk8s.checks import criteria
 from mk8s.errors import UserError
 from mk8s.inventory.load import INVENTORY_DIR, load_environment, resolve_env_path
 from mk8s.inventory.model import Environment
-from mk8s.promotion.evidence import REPORTS_DIR, Summary, env_reports, summaries
+from mk8s.promotion.evidence import DEFAULT_EVIDENCE_DIR, Summary, env_reports, summaries
 from mk8s.promotion.promote import PROMOTION, gate
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -58,10 +59,26 @@ class EnvView:
 
 
 @dataclass(frozen=True)
+class CriterionCell:
+    env: str
+    state: str  # passed | failed | n/a | missing (its run lacks it) | no run
+    required: bool  # the env's tier must prove it before the next env is built
+
+
+@dataclass(frozen=True)
+class CriterionRow:
+    """One criterion of the registry across the environments' latest runs."""
+
+    criterion: criteria.Criterion
+    cells: tuple[CriterionCell, ...]
+
+
+@dataclass(frozen=True)
 class ReportModel:
     generated_at: datetime
     envs: tuple[EnvView, ...]
     chart: Markup
+    criteria: tuple[CriterionRow, ...] = ()
 
 
 # --- pure -------------------------------------------------------------------------------------
@@ -108,7 +125,26 @@ def build_model(facts: list[EnvFacts], now: datetime) -> ReportModel:
                 last_promotion=f.last_promotion,
             )
         )
-    return ReportModel(now, tuple(views), latency_chart(facts))
+    return ReportModel(now, tuple(views), latency_chart(facts), criteria_rows(views, facts))
+
+
+_STATE = {"passed": "passed", "failed": "failed", "skipped": "n/a"}
+
+
+def criteria_rows(views: list[EnvView], facts: list[EnvFacts]) -> tuple[CriterionRow, ...]:
+    """The registry as the report lists it: each criterion's state in every environment."""
+    envs = {f.name: f.env for f in facts}
+    rows = []
+    for c in criteria.CRITERIA:
+        cells = []
+        for view in views:
+            run = view.conformance if c.run == "conformance" else view.loadtest
+            env = envs.get(view.name)
+            found = run.criterion(c.id) if run else None
+            state = "no run" if run is None else _STATE[found.status] if found else "missing"
+            cells.append(CriterionCell(view.name, state, env is not None and c.required_in(env)))
+        rows.append(CriterionRow(c, tuple(cells)))
+    return tuple(rows)
 
 
 def _latest(runs: tuple[Summary, ...], kind: str) -> Summary | None:
@@ -195,15 +231,17 @@ def render(model: ReportModel) -> str:
 
 def environment_names(root: Path = Path()) -> list[str]:
     names = {p.stem for p in (root / INVENTORY_DIR).glob("*.yaml")}
-    reports = root / REPORTS_DIR
+    reports = root / DEFAULT_EVIDENCE_DIR
     if reports.is_dir():
         names |= {p.name for p in reports.iterdir() if p.is_dir()}
     return sorted(names)
 
 
-def last_promotion(env: str, root: Path = Path()) -> Mapping[str, Any] | None:
+def last_promotion(
+    env: str, root: Path = Path(), evidence_dir: str = DEFAULT_EVIDENCE_DIR
+) -> Mapping[str, Any] | None:
     """The newest readable promotion.json of ENV (run ids sort by time)."""
-    for path in sorted(env_reports(env, root).glob(f"*/{PROMOTION}"), reverse=True):
+    for path in sorted(env_reports(env, root, evidence_dir).glob(f"*/{PROMOTION}"), reverse=True):
         try:
             body = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -217,13 +255,15 @@ def collect(root: Path = Path(), now: datetime | None = None) -> list[EnvFacts]:
     now = now or datetime.now(UTC)
     facts: list[EnvFacts] = []
     for name in environment_names(root):
-        runs = tuple(summaries(name, root))
         try:
             env = load_environment(name, root)
         except UserError as exc:
+            runs = tuple(summaries(name, root))
             error = f"{resolve_env_path(name, root).relative_to(root)}: {'; '.join(exc.lines)}"
             facts.append(EnvFacts(name, None, error, runs, None))
             continue
+        evidence_dir = env.promotion.evidence_dir
+        runs = tuple(summaries(name, root, evidence_dir))
         reasons: tuple[str, ...] | None = None
         if env.promotion.after is not None:
             # Exactly the decision `invoke promote NAME` would take now.
@@ -231,14 +271,16 @@ def collect(root: Path = Path(), now: datetime | None = None) -> list[EnvFacts]:
                 reasons = gate(name, root, now).reasons
             except UserError as exc:
                 reasons = exc.lines
-        facts.append(EnvFacts(name, env, None, runs, reasons, last_promotion(name, root)))
+        facts.append(
+            EnvFacts(name, env, None, runs, reasons, last_promotion(name, root, evidence_dir))
+        )
     return facts
 
 
 def write_report(root: Path = Path(), out: Path | None = None, now: datetime | None = None) -> Path:
     now = now or datetime.now(UTC)
     html = render(build_model(collect(root, now), now))
-    path = out or root / REPORTS_DIR / REPORT_HTML
+    path = out or root / DEFAULT_EVIDENCE_DIR / REPORT_HTML
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html)
     return path

@@ -3,13 +3,18 @@ objects in a real kube-apiserver (statuses written as the controllers would writ
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import dns.message
+import dns.rcode
+import dns.rrset
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -571,9 +576,50 @@ def test_alerting_fails_without_an_alertmanager(api: Any, namespace: str, crds: 
     assert not verdict.passed and "no Alertmanager workload" in verdict.message
 
 
-def test_resolve_uses_the_system_resolver() -> None:
-    assert kf.resolve("localhost") == ["127.0.0.1"]
-    assert kf.resolve("does-not-exist.invalid") == []
+@contextlib.contextmanager
+def dns_server(ip: str, zone: dict[str, list[str]]) -> Iterator[int]:
+    """A DNS server on loopback answering A queries from `zone` (NXDOMAIN otherwise), speaking
+    the wire protocol through dnspython; yields its UDP port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((ip, 0))
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            query = dns.message.from_wire(data)
+            response = dns.message.make_response(query)
+            name = query.question[0].name.to_text().rstrip(".")
+            if name in zone:
+                response.answer.append(dns.rrset.from_text(name + ".", 60, "IN", "A", *zone[name]))
+            else:
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            sock.sendto(response.to_wire(), peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(2)
+        sock.close()
+
+
+def test_resolve_asks_the_inventory_dns_servers_by_ip_never_the_machine_resolver() -> None:
+    zone = {"app.dev.example.com": ["127.0.10.50", "127.0.10.11"]}
+    with dns_server("127.0.0.53", zone) as port:
+        assert kf.resolve("app.dev.example.com", ["127.0.0.53"], port=port) == [
+            "127.0.10.11",
+            "127.0.10.50",
+        ]
+        assert kf.resolve("other.dev.example.com", ["127.0.0.53"], port=port) == []
+    # Nobody answers on this address: unresolved, quickly, and nothing left loopback.
+    assert kf.resolve("app.dev.example.com", ["127.0.0.54"], port=port, timeout_s=1) == []
 
 
 def test_addon_daemonset_counts_ready_pods_per_node(api: Any, namespace: str) -> None:

@@ -91,9 +91,17 @@ def api(kube_apiserver: KubeApiServer, overlays: dict[str, list[Obj]]) -> Iterat
         and not o["apiVersion"].split("/")[0].endswith("k8s.io")
     }
     for api_version, kind, namespaced in sorted(custom):
-        ext.create_custom_resource_definition(crd_for(kind, api_version, namespaced))
+        try:
+            ext.create_custom_resource_definition(crd_for(kind, api_version, namespaced))
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 409:  # 409: another module of this session installed it
+                raise
     for name in ADDON_NAMESPACES:
-        kube_apiserver.create_namespace(name)
+        try:
+            kube_apiserver.create_namespace(name)
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 409:  # 409: another module of this session created it
+                raise
     kube = KubeApi(kube_apiserver.kubeconfig)
     # Wait until discovery serves the new kinds (CRDs become Established asynchronously).
     for _ in range(100):

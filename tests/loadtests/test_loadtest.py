@@ -31,7 +31,7 @@ from mk8s.inventory.model import RateLimit, Slo
 from mk8s.promotion.evidence import SUMMARY, read_summary
 from mk8s.render.ratelimit import nginx_conf
 from tests.loadtests.stack import backend, nginx, nginx_binary
-from tests.promotion.factory import REPO, SLOW_MS, TEST_P95_MS, make_repo
+from tests.promotion.factory import REPO, SLOW_MS, TEST_P95_MS, make_keys, make_repo
 
 SHORT = LoadProfile(users=5, spawn_rate=5, duration_s=3, target_rps=25)
 
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.slow  # real nginx / Locust / Chromium processes
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "repo")
+    return make_repo(tmp_path / "repo", make_keys(tmp_path / "keys"))
 
 
 def statuses(summary_criteria: list) -> dict[str, str]:  # type: ignore[type-arg]
@@ -234,3 +234,49 @@ def test_a_bad_host_is_a_user_error(root: Path) -> None:
 
 def test_wrk_is_installed_for_the_benchmark() -> None:
     assert shutil.which("wrk"), "scripts/deps.d/evidence.apt installs wrk"
+
+
+def test_the_cli_connects_to_the_ingress_address_with_the_app_host_and_marks_smoke_runs(
+    root: Path, tmp_path: Path
+) -> None:
+    with backend() as upstream, nginx(upstream, None, tmp_path / "ngx") as n:
+        proc = invoke_loadtest(root, "--connect", n.url, "--duration", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "smoke run (--duration): recorded, but never counts for promotion" in proc.stdout
+    assert "UNSIGNED" in proc.stdout
+    (summary_path,) = (root / "reports" / "dev").glob(f"*/{SUMMARY}")
+    summary = read_summary(summary_path)
+    assert summary is not None and summary.load is not None
+    assert (summary.load.url, summary.load.host) == (n.url, "app.dev.example.com")
+    assert summary.load.address == "127.0.0.2" and summary.load.smoke
+
+
+def test_traffic_sent_to_an_address_carries_the_app_host_header(root: Path) -> None:
+    """Locust and both rate-limit probes name the app in Host while connecting to the address."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hosts: Counter[str] = Counter()
+
+    class App(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hosts[self.headers.get("Host", "")] += 1
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.7", 0), App)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.7:{server.server_address[1]}"
+        _, summary = run_loadtest("stage", connect=url, root=root, profile=SHORT)
+    finally:
+        server.shutdown()
+        thread.join(5)
+    assert summary.load is not None and summary.load.address == "127.0.0.7"
+    assert set(hosts) == {"app.stage.example.com"}, hosts
+    assert sum(hosts.values()) > 40  # Locust's requests and the stage rate-limit probes

@@ -23,6 +23,7 @@ from tests.promotion.factory import (
     TEST_P95_MS,
     conformance_run,
     loadtest_run,
+    make_keys,
     make_repo,
 )
 
@@ -100,14 +101,15 @@ class Rows(HTMLParser):
 @pytest.fixture(scope="module")
 def evidence(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Summary]]:
     """dev: green conformance, a slow then a healthy load test; stage: a failed conformance run."""
-    root = make_repo(tmp_path_factory.mktemp("report") / "repo")
+    keys = make_keys(tmp_path_factory.mktemp("keys"))
+    root = make_repo(tmp_path_factory.mktemp("report") / "repo", keys)
     runs = {
-        "dev-conformance": conformance_run(root, "dev"),
-        "dev-slow": loadtest_run(root, "dev", latency_ms=SLOW_MS),
-        "dev-loadtest": loadtest_run(root, "dev"),
+        "dev-conformance": conformance_run(root, "dev", keys.alice),
+        "dev-slow": loadtest_run(root, "dev", keys.alice, latency_ms=SLOW_MS),
+        "dev-loadtest": loadtest_run(root, "dev", keys.alice),
     }
     promote("stage", root, runner=lambda cmd: 0, echo=lambda _: None)
-    runs["stage-conformance"] = conformance_run(root, "stage", {"phase1.tls": "fail"})
+    runs["stage-conformance"] = conformance_run(root, "stage", keys.alice, {"phase1.tls": "fail"})
     return root, runs
 
 
