@@ -141,7 +141,7 @@ def test_expected_ports_listening(env: Environment, nodes: list[NodeShell], crit
 
 def test_swap_off(nodes: list[NodeShell], criterion: Any) -> None:
     c: Criterion = criterion("phase1.swap_off")
-    c.check(all_of(on_every_node(nodes, lambda n: node.swap_off(n.name, n.swapon())), "off"))
+    c.check(all_of(on_every_node(nodes, lambda n: node.swap_off(n.name, n.swaps())), "off"))
 
 
 def test_time_synchronised(nodes: list[NodeShell], criterion: Any) -> None:

@@ -47,10 +47,13 @@ def test_firewall_rules_in_force(env: Environment, nodes: list[NodeShell], crite
     c: Criterion = criterion("phase3.firewall")
     subnet = str(env.network.subnet)
     wanted = node.expected_ports(env)
+    internal = (str(env.network.pod_cidr), str(env.network.service_cidr))
     c.check(
         all_of(
-            on_every_node(nodes, lambda n: node.firewall(n.name, n.ufw_status(), subnet, wanted)),
-            f"ufw active, cluster ports from {subnet} only",
+            on_every_node(
+                nodes, lambda n: node.firewall(n.name, n.ufw_status(), subnet, wanted, internal)
+            ),
+            f"ufw active, default deny, cluster ports from {subnet} only",
         )
     )
 
