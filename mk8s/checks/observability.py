@@ -159,3 +159,31 @@ def service_proxy_json(api: client.ApiClient, namespace: str, service: str, port
         return json.loads(resp.data)
 
     return get
+
+
+READ_ERRORS = (requests.RequestException, client.ApiException, ValueError, KeyError, OSError)
+
+
+def scrape_verdict(prometheus: GetJson, nodes: Sequence[tuple[str, str]]) -> Verdict:
+    """targets_up on what Prometheus reports; FAIL "could not read" when it does not answer."""
+    try:
+        targets = read_targets(prometheus)
+    except READ_ERRORS as exc:
+        return failed("could not read", "node-exporter and kubelet targets up",
+                      f"could not read Prometheus targets ({_why(exc)})")  # fmt: skip
+    return targets_up(targets, nodes)
+
+
+def delivery_verdict(prometheus: GetJson, alertmanager: GetJson, name: str = TEST_ALERT) -> Verdict:
+    try:
+        state = read_alert_state(prometheus, alertmanager, name)
+    except READ_ERRORS as exc:
+        return failed("could not read", f"{name} firing and received by Alertmanager",
+                      f"could not read Prometheus alerts ({_why(exc)})")  # fmt: skip
+    return alert_delivered(name, state)
+
+
+def _why(exc: Exception) -> str:
+    status = getattr(exc, "status", None)
+    text = " ".join(str(getattr(exc, "reason", "") or exc).split())[:160]
+    return f"{exc.__class__.__name__}{' ' + str(status) if status else ''}: {text}"
