@@ -144,18 +144,22 @@ def http_json(base_url: str, timeout_s: float = 5.0) -> GetJson:
     return get
 
 
-def service_proxy_json(api: client.ApiClient, namespace: str, service: str, port: int) -> GetJson:
+def service_proxy_json(
+    api: client.ApiClient, namespace: str, service: str, port: int, timeout_s: float = 10.0
+) -> GetJson:
     """GET JSON through the API server's service proxy (no port-forward, no extra exposure)."""
 
     def get(path: str) -> Any:
         route, _, query = path.partition("?")
         params = parse_qsl(query)
-        call: Any = api.call_api  # the generated client's keywords are not in its stubs
-        resp = call(
-            f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy{route}",
-            "GET", query_params=params, auth_settings=["BearerToken"],
-            _preload_content=False, _return_http_data_only=True,
+        method, url, headers, body, post = api.param_serialize(  # the generated client's own request builder
+            "GET", f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy{route}",
+            query_params=params, auth_settings=["BearerToken"],
         )  # fmt: skip
+        resp: Any = api.call_api(method, url, headers, body, post, _request_timeout=timeout_s)
+        resp.read()
+        if not 200 <= resp.status < 300:
+            raise client.ApiException(status=resp.status, reason=resp.reason)
         return json.loads(resp.data)
 
     return get

@@ -72,7 +72,7 @@ class IngressRig:
 
     def start(self) -> None:
         if not self.http_port:
-            self.http_port, self.https_port = _common_free_port(self.ips), 0
+            self.http_port = _common_free_port(self.ips)
             self.https_port = _common_free_port(self.ips, avoid=self.http_port)
         self.listening = self.listening or tuple(self.ips)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -173,11 +173,13 @@ def ingress_rig(
     pod_name: str,
     app_cert: tuple[bytes, bytes],
     default_cert: tuple[bytes, bytes],
+    ports: tuple[int, int] = (0, 0),
 ) -> Iterator[IngressRig]:
+    """`ports`: (http, https); (0, 0) picks free ones (the suite's own test uses 80/443)."""
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").is_file():
         raise RuntimeError("nginx is not installed: scripts/deps.d/evidence.apt lists it")
     backend = AppBackend(pod_name)
-    rig = IngressRig(workdir, host, ips, backend, app_cert, default_cert)
+    rig = IngressRig(workdir, host, ips, backend, app_cert, default_cert, *ports)
     try:
         rig.start()
         yield rig
