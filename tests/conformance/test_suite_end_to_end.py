@@ -183,9 +183,12 @@ def _ingress_controller(api: Any, domain: str) -> None:
     """The ingress add-on's DaemonSet (its selector is what the LB probe targets) and the
     sample app's Ingress."""
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    if _exists(core.read_namespace, "ingress"):
+    # Other tests of the session may have made namespace `ingress` (the netpol control runs
+    # there): what says "done already" is the DaemonSet.
+    if not _exists(core.read_namespace, "ingress"):
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="ingress")))
+    if _exists(apps.read_namespaced_daemon_set, INGRESS_DS, "ingress"):
         return
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="ingress")))
     labels = {"name": "nginx-ingress-microk8s"}
     apps.create_namespaced_daemon_set("ingress", client.V1DaemonSet(
         metadata=client.V1ObjectMeta(name=INGRESS_DS),
