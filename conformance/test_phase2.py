@@ -4,6 +4,7 @@ live, default-deny network policy enforced (PRD)."""
 from __future__ import annotations
 
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,10 +84,25 @@ def test_monitoring_stack_live(env: Environment, kube: Any, criterion: Any) -> N
 
 
 def test_runbooks_drafted(criterion: Any) -> None:
-    """PRD phase 2 exit: runbooks drafted (DESIGN.md's list, in docs/ of this checkout)."""
+    """PRD phase 2 exit: runbooks drafted (DESIGN.md's list). A document check of this
+    checkout's docs/, named with its revision; it measures nothing on the cluster."""
     c: Criterion = criterion("phase2.runbooks", unit="topics")
-    docs = Path(__file__).resolve().parent.parent / "docs"
-    c.check(cluster.runbooks(sorted(p.name for p in docs.glob("*.md"))))
+    root = Path(__file__).resolve().parent.parent
+    c.check(cluster.runbooks(sorted(p.name for p in (root / "docs").glob("*.md")), _docs_at(root)))
+
+
+def _docs_at(root: Path) -> str:
+    """`docs/ at <commit>` (+ `, modified` when docs/ differs from it), or of an unknown one."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              check=False, timeout=10)  # fmt: skip
+
+    head = git("rev-parse", "--short=12", "HEAD")
+    if head.returncode != 0:
+        return "docs/ of a checkout with no git revision"
+    dirty = git("status", "--porcelain", "--", "docs").stdout.strip()
+    return f"docs/ at {head.stdout.strip()}" + (", modified" if dirty else "")
 
 
 def test_default_deny_network_policy_enforced(

@@ -157,8 +157,11 @@ RUNBOOK_TOPICS: dict[str, str] = {
 }
 
 
-def runbooks(doc_names: Sequence[str]) -> Verdict:
-    """A runbook exists in docs/ for every topic of RUNBOOK_TOPICS."""
+def runbooks(doc_names: Sequence[str], source: str) -> Verdict:
+    """A runbook exists for every topic of RUNBOOK_TOPICS in `source` (docs/ at a revision).
+
+    A document check of the repository, never a fact about the cluster: the verdict says so
+    in its own words, so evidence cannot pass it off as one."""
     words = [
         word
         for name in doc_names
@@ -170,11 +173,14 @@ def runbooks(doc_names: Sequence[str]) -> Verdict:
         for topic, pattern in RUNBOOK_TOPICS.items()
         if not any(re.match(pattern, word) for word in words)
     ]
-    expected = "runbooks: " + ", ".join(RUNBOOK_TOPICS)
-    measured = f"{len(RUNBOOK_TOPICS) - len(missing)}/{len(RUNBOOK_TOPICS)} topics"
+    expected = f"runbooks in {source}: " + ", ".join(RUNBOOK_TOPICS)
+    measured = f"{len(RUNBOOK_TOPICS) - len(missing)}/{len(RUNBOOK_TOPICS)} topics in {source}"
     if missing:
-        return failed(measured, expected, "no runbook in docs/ for: " + ", ".join(missing))
-    return passed(measured, expected, "a runbook exists for every topic")
+        return failed(measured, expected, f"document check: no runbook in {source} for: "
+                      + ", ".join(missing))  # fmt: skip
+    return passed(
+        measured, expected, f"document check (not a cluster fact): {source} has every runbook"
+    )
 
 
 def dns_resolves(

@@ -370,14 +370,19 @@ def test_nox_conformance_reads_the_env_name() -> None:
 def test_runbooks_cover_every_topic_of_the_design() -> None:
     full = ["onboarding.md", "upgrade.md", "node-drain.md", "restore-drill.md",
             "dr.md", "troubleshooting.md", "conformance.md"]  # fmt: skip
-    assert cluster.runbooks(full).passed
-    partial = cluster.runbooks(["conformance.md", "bootstrap.md", "upgrade.md"])
+    at = "docs/ at 0123456789ab"
+    verdict = cluster.runbooks(full, at)
+    assert verdict.passed
+    # Evidence must not read it as a cluster fact: it names the revision and says what it is.
+    assert verdict.measured == "6/6 topics in docs/ at 0123456789ab"
+    assert verdict.message.startswith("document check (not a cluster fact)")
+    partial = cluster.runbooks(["conformance.md", "bootstrap.md", "upgrade.md"], at)
     assert not partial.passed
     assert partial.message == (
-        "no runbook in docs/ for: onboarding, drain, restore drill, disaster recovery, "
-        "troubleshooting"
+        "document check: no runbook in docs/ at 0123456789ab for: onboarding, drain, "
+        "restore drill, disaster recovery, troubleshooting"
     )
-    assert cluster.runbooks([*full[:4], "disaster-recovery.md", "troubleshooting.md"]).passed
+    assert cluster.runbooks([*full[:4], "disaster-recovery.md", "troubleshooting.md"], at).passed
     # "drain" is not "dr": a drain runbook does not count as disaster recovery.
-    no_dr = cluster.runbooks([n for n in full if n != "dr.md"])
+    no_dr = cluster.runbooks([n for n in full if n != "dr.md"], at)
     assert not no_dr.passed and no_dr.message.endswith("disaster recovery")

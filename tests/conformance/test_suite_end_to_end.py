@@ -522,6 +522,8 @@ def test_suite_judges_core_services_and_hardening(
         by_criterion["phase2.network_policy"][0]["measured"] == "foreign blocked, control connected"
     )
     assert by_criterion["phase2.pvc_persistence"][0]["measured"] == "Bound, data kept"
+    # phase2.runbooks says it read this checkout's docs/, at which revision: not the cluster.
+    assert " topics in docs/ " in by_criterion["phase2.runbooks"][0]["measured"]
 
 
 def test_suite_runs_the_node_loss_drill_through_proxmox(
