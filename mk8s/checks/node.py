@@ -181,6 +181,7 @@ class UfwRule:
     action: str
     source: str  # `192.168.10.0/24`, `Anywhere`, `Anywhere (v6)`
     interface: str = ""
+    direction: str = "IN"  # IN | OUT | FWD (plain `ufw status` omits IN)
 
 
 # `ufw status verbose` (ufw 0.36.2 ufw/backend_iptables.py get_status): "Default: %(in)s
@@ -188,7 +189,7 @@ class UfwRule:
 # To (with " (v6)" and " on IFACE"), "ACTION DIR", From, and an optional " # comment".
 _DEFAULT = re.compile(r"^Default:\s*(?P<incoming>\w+) \(incoming\)", re.M)
 _RULE = re.compile(
-    r"^(?P<to>\S.*?)\s+(?P<action>ALLOW|DENY|REJECT|LIMIT)(?: (?:IN|OUT|FWD))?\s+"
+    r"^(?P<to>\S.*?)\s+(?P<action>ALLOW|DENY|REJECT|LIMIT)(?: (?P<dir>IN|OUT|FWD))?\s+"
     r"(?P<src>\S.*?)(?:\s+#.*)?\s*$"
 )
 # Interfaces ufw may open to anything: Calico's pod interfaces (bootstrap/scripts/mk8s-firewall.sh).
@@ -206,7 +207,7 @@ def parse_ufw_status(text: str) -> tuple[bool, str | None, list[UfwRule]]:
             continue
         to, _, interface = match["to"].partition(" on ")
         rules.append(UfwRule(to.removesuffix(" (v6)").strip(), match["action"],
-                             match["src"].strip(), interface.strip()))  # fmt: skip
+                             match["src"].strip(), interface.strip(), match["dir"] or "IN"))  # fmt: skip
     return active, default["incoming"] if default else None, rules
 
 
@@ -260,7 +261,11 @@ def firewall(
     problems += [f"no ufw rule allows {p}/tcp from {subnet}" for p in allowed_ports
                  if not any(_rule_covers(to, p) for to in allowed)]  # fmt: skip
     for r in rules:
-        if r.action not in ("ALLOW", "LIMIT") or r.interface in POD_INTERFACES:
+        # Outgoing and routed rules open no port on the node (`allow out on cali+` prints as
+        # "Anywhere ALLOW OUT Anywhere on cali+": the interface under From).
+        if r.action not in ("ALLOW", "LIMIT") or r.direction != "IN":
+            continue
+        if r.interface in POD_INTERFACES:
             continue
         wide = [p for p in allowed_ports if _rule_covers(r.to, p)]
         if wide and not _source_inside(r.source, [n for n in inside if isinstance(n, IPv4Network)]):

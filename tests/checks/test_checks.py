@@ -137,6 +137,8 @@ Anywhere                   ALLOW IN    10.1.0.0/16
 80,443/tcp                 ALLOW IN    192.168.10.0/24
 30000:32767/tcp            DENY IN     Anywhere
 22/tcp (v6)                ALLOW IN    Anywhere (v6)
+
+Anywhere                   ALLOW OUT   Anywhere on cali+
 """
 SUBNET, INTERNAL = "192.168.10.0/24", ("10.1.0.0/16", "10.152.183.0/24")
 
@@ -147,7 +149,8 @@ def ufw(text: str) -> node.Reading:
 
 def test_ufw_rules_and_ranges() -> None:
     active, default, rules = node.parse_ufw_status(UFW)
-    assert active and default == "deny" and len(rules) == 8
+    assert active and default == "deny" and len(rules) == 9
+    assert rules[-1].direction == "OUT" and rules[-1].source == "Anywhere on cali+"
     assert rules[0].interface == "cali+" and rules[3].source == SUBNET
     assert node.firewall("n1", ufw(UFW), SUBNET, (16443, 10250, 10255), INTERNAL).passed
     missing = node.firewall("n1", ufw(UFW), SUBNET, (25000,), INTERNAL)
