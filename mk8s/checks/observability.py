@@ -60,7 +60,8 @@ def targets_up(
     judged = up = 0
     for job in jobs:
         for name, ip in nodes:
-            mine = [t for t in targets if t.job == job and t.host == ip]
+            # instance is IP:port by default; a relabeling may have put the node name there.
+            mine = [t for t in targets if t.job == job and t.host in (ip, name)]
             if not mine:
                 problems.append(f"no {job} target for node {name} ({ip}) in Prometheus")
                 continue
