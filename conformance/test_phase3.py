@@ -11,7 +11,7 @@ import pytest
 
 from conformance.conftest import Criterion
 from conformance.test_phase1 import SAMPLE_NS, SELECTOR
-from mk8s.checks import all_of, drills, node, resilience
+from mk8s.checks import Verdict, all_of, drills, node, resilience
 from mk8s.checks import velero_facts as vf
 from mk8s.checks.node_facts import NodeShell, on_every_node
 from mk8s.inventory.model import Environment
@@ -59,16 +59,27 @@ def test_node_loss_availability(env: Environment, kube: Any, criterion: Any) -> 
 
 
 def test_firewall_rules_in_force(env: Environment, nodes: list[NodeShell], criterion: Any) -> None:
+    """ufw (default deny, cluster ports from the subnet only) and the mk8s-edge chain that
+    holds hostPorts and NodePorts to the subnet, which ufw's INPUT never sees."""
     c: Criterion = criterion("phase3.firewall")
     subnet = str(env.network.subnet)
     wanted = node.expected_ports(env)
     internal = (str(env.network.pod_cidr), str(env.network.service_cidr))
+
+    def judge(n: NodeShell) -> Verdict:
+        return all_of(
+            [
+                node.firewall(n.name, n.ufw_status(), subnet, wanted, internal),
+                node.edge_filter(n.name, n.edge_chain(), n.mangle_prerouting(), subnet,
+                                 str(env.network.pod_cidr)),
+            ],
+            "firewall",
+        )  # fmt: skip
+
     c.check(
         all_of(
-            on_every_node(
-                nodes, lambda n: node.firewall(n.name, n.ufw_status(), subnet, wanted, internal)
-            ),
-            f"ufw active, default deny, cluster ports from {subnet} only",
+            on_every_node(nodes, judge),
+            f"ufw active, default deny, cluster ports, hostPorts and NodePorts from {subnet} only",
         )
     )
 

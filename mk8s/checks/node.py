@@ -286,6 +286,56 @@ def firewall(
     )
 
 
+# The mangle PREROUTING chain the firewall script adds for what ufw's INPUT never sees:
+# hostPorts 80/443/10254 (Calico's portmap DNATs them to the pod) and NodePorts (kube-proxy
+# DNAT). Lines as `iptables -t mangle -S` prints them (iptables 1.8.9, measured in a network
+# namespace; `-m tcp`/`-m udp` are added by iptables itself).
+EDGE_CHAIN = "mk8s-edge"
+EDGE_DROPS = (
+    ("hostPorts 80,443,10254/tcp", "-p tcp -m multiport --dports 80,443,10254 -j DROP"),
+    ("NodePorts 30000:32767/tcp", "-p tcp -m tcp --dport 30000:32767 -j DROP"),
+    ("NodePorts 30000:32767/udp", "-p udp -m udp --dport 30000:32767 -j DROP"),
+)
+
+
+def edge_filter(
+    node: str, chain: Reading, prerouting: Reading, subnet: str, pod_cidr: str
+) -> Verdict:
+    """hostPorts and NodePorts from beyond the subnet are dropped before the DNAT: the chain
+    returns only loopback, the subnet and the pod CIDR, drops the rest, and PREROUTING jumps
+    to it for new connections."""
+    expected = f"{EDGE_CHAIN}: hostPorts and NodePorts only from {subnet}"
+    if chain.exit_status != 0 or f"-N {EDGE_CHAIN}" not in chain.stdout:
+        # iptables says "No chain/target/match" (legacy) or "incompatible" (nft) for a
+        # missing chain, and sudo fails alike: either way the chain is not shown to exist.
+        why = f"exit {chain.exit_status}" if chain.exit_status else "no -N line"
+        said = " ".join(chain.stderr.split())[:120]
+        return failed(
+            "could not read",
+            expected,
+            f"{node}: could not read `{chain.command}` ({why}{': ' + said if said else ''}); "
+            f"without {EDGE_CHAIN} hostPorts 80/443 and NodePorts are open beyond {subnet}",
+        )
+    if bad := unreadable(node, prerouting, expected):
+        return bad
+    rules = [line.split(f"-A {EDGE_CHAIN} ", 1)[1] for line in chain.stdout.splitlines()
+             if line.startswith(f"-A {EDGE_CHAIN} ")]  # fmt: skip
+    problems = [f"{what} not dropped" for what, rule in EDGE_DROPS if rule not in rules]
+    allowed = {"-i lo -j RETURN", f"-s {subnet} -j RETURN", f"-s {pod_cidr} -j RETURN"}
+    problems += [f"{EDGE_CHAIN} lets through {r.removesuffix(' -j RETURN')}"
+                 for r in rules if r.endswith("-j RETURN") and r not in allowed]  # fmt: skip
+    jumps = [line for line in prerouting.stdout.splitlines()
+             if line.startswith("-A PREROUTING") and line.endswith(f"-j {EDGE_CHAIN}")]  # fmt: skip
+    if not jumps:
+        problems.append(f"PREROUTING does not jump to {EDGE_CHAIN}")
+    measured = f"{len(rules)} rules, {'jumped to' if jumps else 'not jumped to'}"
+    if problems:
+        return failed(measured, expected, f"{node}: " + "; ".join(problems))
+    return passed(
+        measured, expected, f"{node}: {EDGE_CHAIN} drops hostPorts/NodePorts from beyond {subnet}"
+    )
+
+
 def swap_off(node: str, proc_swaps: Reading) -> Verdict:
     """`/proc/swaps`: a header line, then one line per active swap area; header only = off.
 

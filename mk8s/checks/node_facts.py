@@ -91,6 +91,12 @@ class NodeShell:
         # verbose: only it prints the default policies ("Default: deny (incoming), ...").
         return self._read("ufw status verbose", privileged=True)
 
+    def edge_chain(self) -> Reading:
+        return self._read("iptables -t mangle -S mk8s-edge", privileged=True)
+
+    def mangle_prerouting(self) -> Reading:
+        return self._read("iptables -t mangle -S PREROUTING", privileged=True)
+
     def swaps(self) -> Reading:
         return self._read("cat /proc/swaps")
 

@@ -199,6 +199,50 @@ def test_firewall_on_a_failed_sudo_is_could_not_read() -> None:
     )
 
 
+# `iptables -t mangle -S` as iptables 1.8.9 printed the firewall script's chain (measured).
+EDGE = """-N mk8s-edge
+-A mk8s-edge -i lo -j RETURN
+-A mk8s-edge -s 192.168.10.0/24 -j RETURN
+-A mk8s-edge -s 10.1.0.0/16 -j RETURN
+-A mk8s-edge -p tcp -m multiport --dports 80,443,10254 -j DROP
+-A mk8s-edge -p tcp -m tcp --dport 30000:32767 -j DROP
+-A mk8s-edge -p udp -m udp --dport 30000:32767 -j DROP
+"""
+JUMP = """-P PREROUTING ACCEPT
+-A PREROUTING -m conntrack --ctstate NEW -m addrtype --dst-type LOCAL -j mk8s-edge
+"""
+
+
+def edge(chain: str, prerouting: str = JUMP) -> Verdict:
+    return node.edge_filter(
+        "n1", read("iptables -t mangle -S mk8s-edge", chain),
+        read("iptables -t mangle -S PREROUTING", prerouting), SUBNET, INTERNAL[0],
+    )  # fmt: skip
+
+
+def test_edge_chain_holds_hostports_and_nodeports_to_the_subnet() -> None:
+    assert edge(EDGE).passed
+    no_80 = edge(
+        EDGE.replace("-A mk8s-edge -p tcp -m multiport --dports 80,443,10254 -j DROP\n", "")
+    )
+    assert no_80.message == "n1: hostPorts 80,443,10254/tcp not dropped"
+    wide = edge(EDGE.replace("-s 10.1.0.0/16", "-s 10.0.0.0/8"))
+    assert "mk8s-edge lets through -s 10.0.0.0/8" in wide.message
+    unjumped = edge(EDGE, "-P PREROUTING ACCEPT\n")
+    assert unjumped.message == "n1: PREROUTING does not jump to mk8s-edge"
+
+
+def test_a_missing_edge_chain_fails_saying_what_is_open() -> None:
+    missing = node.edge_filter(
+        "n1", read("iptables -t mangle -S mk8s-edge", "", 1, "iptables: No chain/target/match by that name."),
+        read("iptables -t mangle -S PREROUTING", JUMP), SUBNET, INTERNAL[0],
+    )  # fmt: skip
+    assert not missing.passed and missing.measured == "could not read"
+    assert missing.message.endswith(
+        "hostPorts 80/443 and NodePorts are open beyond 192.168.10.0/24"
+    )
+
+
 STATUS = """microk8s:
   running: True
 high-availability:

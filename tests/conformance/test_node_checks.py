@@ -113,8 +113,12 @@ CHECKS: dict[str, Check] = {
                                        node.expected_ports(lab.env)),
     "swap_off": lambda lab, n: node.swap_off(n.name, n.swaps()),
     "time_sync": lambda lab, n: node.time_synchronised(n.name, n.ntp_synchronized()),
-    "firewall": lambda lab, n: node.firewall(n.name, n.ufw_status(), str(lab.env.network.subnet),
-                                             node.expected_ports(lab.env), internal(lab.env)),
+    "firewall": lambda lab, n: all_of([
+        node.firewall(n.name, n.ufw_status(), str(lab.env.network.subnet),
+                      node.expected_ports(lab.env), internal(lab.env)),
+        node.edge_filter(n.name, n.edge_chain(), n.mangle_prerouting(),
+                         str(lab.env.network.subnet), str(lab.env.network.pod_cidr)),
+    ], "firewall"),
     "unattended_upgrades": lambda lab, n: node.unattended_upgrades(n.name, n.apt_periodic(),
                                                                    n.unattended_unit()),
     "ssh_password_off": lambda lab, n: node.ssh_password_off(n.name, n.sshd_effective()),
@@ -156,6 +160,15 @@ DEFECTS = [
      "16443/tcp ALLOW from Anywhere (v6): cluster port 16443 open beyond"),
     ("everything open on eth0", "ufw-eth0-open", "", "firewall",
      "Anywhere on eth0 ALLOW from Anywhere: cluster port 16443 open beyond"),
+    ("no edge chain", "edge-missing", "", "firewall",
+     "could not read `iptables -t mangle -S mk8s-edge` (exit 1: iptables: No chain/target/match"
+     " by that name.); without mk8s-edge hostPorts 80/443 and NodePorts are open beyond"),
+    ("hostPorts not dropped", "edge-no-hostports", "", "firewall",
+     "hostPorts 80,443,10254/tcp not dropped"),
+    ("edge chain lets anyone through", "edge-returns-anywhere", "", "firewall",
+     "mk8s-edge lets through -s 0.0.0.0/0"),
+    ("edge chain never jumped to", "edge-no-jump", "", "firewall",
+     "PREROUTING does not jump to mk8s-edge"),
     ("no unattended upgrades", "unattended-off", "", "unattended_upgrades", "periodic=0"),
     ("passwords accepted", "ssh-password", "", "ssh_password_off",
      "passwordauthentication yes"),
@@ -183,6 +196,7 @@ def test_each_defect_fails_exactly_its_check(
 BROKEN = [
     ("broken-swaps", ["swap_off"]),
     ("broken-ufw", ["firewall"]),
+    ("broken-iptables", ["firewall"]),
     ("broken-timedatectl", ["time_sync"]),
     ("broken-apt-config", ["unattended_upgrades"]),
     ("broken-sshd", ["ssh_password_off"]),
@@ -200,7 +214,7 @@ def test_a_command_that_fails_silently_is_could_not_read(
     failing = sorted(k for k, v in results.items() if not v.passed)
     assert failing == sorted(checks)
     for check in checks:
-        assert results[check].measured == "could not read"
+        assert "could not read" in results[check].measured
         assert "lab-k8s-2: could not read `" in results[check].message
         assert (
             "simulated failure on lab-k8s-2" in results[check].message
