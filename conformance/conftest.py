@@ -30,6 +30,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--build-dir", default="build", help="where build/ENV/ lives (default build)")
     group.addoption("--kubeconfig", default=None, help="kubeconfig (default build/ENV/kubeconfig)")
     group.addoption(
+        "--tls-ca",
+        default=None,
+        help="CA bundle the served certificate must verify to (Let's Encrypt staging's roots "
+        "for a staging issuer; default: the system trust store)",
+    )
+    group.addoption(
         "--known-hosts", default=None, help="pinned host keys (default build/ENV/known_hosts)"
     )
 
@@ -37,6 +43,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def env(pytestconfig: pytest.Config) -> Environment:
     return load_environment(str(pytestconfig.getoption("--env")))
+
+
+@pytest.fixture(scope="session")
+def tls_ca(pytestconfig: pytest.Config) -> Path | None:
+    value = pytestconfig.getoption("--tls-ca")
+    if value is None:
+        return None
+    path = Path(str(value))
+    if not path.is_file():
+        pytest.fail(f"--tls-ca {path}: no such file", False)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conformance.conftest import Criterion
-from mk8s.checks import all_of, cluster, ha, node
+from mk8s.checks import Verdict, all_of, cluster, ha, node, serving, tls_served
 from mk8s.checks import kube_facts as kf
+from mk8s.checks import serving_facts as sf
 from mk8s.checks.node_facts import NodeShell, on_every_node, read_ha_views
 from mk8s.inventory.model import Environment
+from mk8s.render.manifests import ACME, ingress_address
 
 pytestmark = pytest.mark.phase1
 
 SAMPLE_NS = "sample-app"
 SAMPLE_APP = "sample-app"
 SAMPLE_SELECTOR = {"app.kubernetes.io/name": SAMPLE_APP}
+SELECTOR = ",".join(f"{k}={v}" for k, v in SAMPLE_SELECTOR.items())
 # agnhost netexec answers /hostname with the pod name: proof the request reached the app.
 SAMPLE_PATH = "/hostname"
 INGRESS_NS = "ingress"
@@ -60,40 +64,52 @@ def test_addons_enabled_and_healthy(
 
 
 def test_loadbalancer(env: Environment, kube: Any, criterion: Any) -> None:
-    """A LoadBalancer Service in front of the ingress controller gets a MetalLB IP that answers."""
+    """A LoadBalancer Service in front of the ingress controller gets a MetalLB IP, and
+    through it, with the app's Host header, a current sample-app pod answers."""
     c: Criterion = criterion("phase1.loadbalancer")
     name = f"mk8s-conformance-lb-{secrets.token_hex(3)}"
     selector = kf.daemonset_selector(kube, INGRESS_NS, INGRESS_DAEMONSET)
     kf.create_lb_service(kube, INGRESS_NS, name, selector, 80)
     try:
         ips = kf.wait_lb_ips(kube, INGRESS_NS, name, LB_TIMEOUT_S)
-        probe = kf.http_get(f"http://{ips[0]}/") if ips else None
-        answered = probe is not None and probe.status is not None
-        detail = (
-            f"HTTP {probe.status}" if probe and probe.status else (probe.error if probe else "")
-        )
-        c.check(
-            cluster.loadbalancer(
-                f"Service {INGRESS_NS}/{name}", ips, env.network.metallb_range, answered, detail
-            )
-        )
+        answer = sf.through_lb(ips[0], app_host(env)) if ips else None
+        pods = sf.ready_pod_names(kube, SAMPLE_NS, SELECTOR)
+        service = f"Service {INGRESS_NS}/{name}"
+        c.check(serving.loadbalancer(service, ips, env.network.metallb_range, answer, pods))
     finally:
         kf.delete_service(kube, INGRESS_NS, name)
 
 
 def test_ingress_routes_host_to_sample_app(env: Environment, kube: Any, criterion: Any) -> None:
+    """The app's own Ingress routes its host, no stale one elsewhere claims it, and a current
+    pod answers through every node's ingress controller and through the MetalLB IP."""
     c: Criterion = criterion("phase1.ingress")
     host = app_host(env)
-    # The MicroK8s ingress controller listens with hostPorts on every node.
-    probe = kf.ingress_probe(str(env.first_node.ip), host, SAMPLE_PATH)
-    c.check(cluster.ingress_routes(kf.read_ingresses(kube), host, SAMPLE_APP, probe, SAMPLE_APP))
+    # The controller's Service ingress/ingress-lb holds the pinned MetalLB address.
+    answers = [*sf.through_nodes(env.nodes, host), sf.through_lb(ingress_address(env), host)]
+    pods = sf.ready_pod_names(kube, SAMPLE_NS, SELECTOR)
+    c.check(serving.ingress(kf.read_ingresses(kube), SAMPLE_NS, host, SAMPLE_APP, answers, pods))
 
 
-def test_tls_staging_certificate(env: Environment, kube: Any, criterion: Any) -> None:
+def test_tls_staging_certificate(
+    env: Environment, kube: Any, criterion: Any, tls_ca: Path | None
+) -> None:
+    """The certificate served on 443 for the app host through the MetalLB IP verifies to the
+    issuer's CA (`--tls-ca`: Let's Encrypt staging's roots), is the Certificate's Secret,
+    from an ACME ClusterIssuer pointed at the environment's ACME server."""
     c: Criterion = criterion("phase1.tls", unit="days")
+    c.check(served_certificate(env, kube, env.tls.issuer, tls_ca))
+
+
+def served_certificate(env: Environment, kube: Any, issuer: str, ca: Path | None) -> Verdict:
     host = app_host(env)
     cert = kf.certificate_for(kf.read_certificates(kube), host)
-    c.check(cluster.certificate(cert, host, env.tls.issuer, datetime.now(UTC)))
+    secret = tls_served.read_secret_leaf(kube, cert.namespace, cert.secret_name) if cert else None
+    return tls_served.served_tls(
+        cert, tls_served.read_cluster_issuer(kube, issuer),
+        tls_served.fetch_served(ingress_address(env), 443, host, ca), secret,
+        host=host, issuer_name=issuer, acme_server=ACME[issuer], now=datetime.now(UTC),
+    )  # fmt: skip
 
 
 def test_sample_app_available(kube: Any, criterion: Any) -> None:
@@ -143,7 +159,7 @@ def test_expected_ports_listening(env: Environment, nodes: list[NodeShell], crit
 
 def test_swap_off(nodes: list[NodeShell], criterion: Any) -> None:
     c: Criterion = criterion("phase1.swap_off")
-    c.check(all_of(on_every_node(nodes, lambda n: node.swap_off(n.name, n.swapon())), "off"))
+    c.check(all_of(on_every_node(nodes, lambda n: node.swap_off(n.name, n.swaps())), "off"))
 
 
 def test_time_synchronised(nodes: list[NodeShell], criterion: Any) -> None:

@@ -4,6 +4,7 @@ live, default-deny network policy enforced (PRD)."""
 from __future__ import annotations
 
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,15 +12,20 @@ from typing import Any
 import pytest
 
 from conformance.conftest import Criterion
-from conformance.test_phase1 import SAMPLE_APP, SAMPLE_NS, SAMPLE_PATH, app_host
-from mk8s.checks import cluster
+from conformance.test_phase1 import INGRESS_NS, SAMPLE_APP, SAMPLE_NS, SELECTOR
+from mk8s.checks import Verdict, all_of, cluster, netpol
 from mk8s.checks import kube_facts as kf
+from mk8s.checks import observability as obs
 from mk8s.checks.rbac import rbac_expectations
 from mk8s.inventory.model import Environment
 
 pytestmark = pytest.mark.phase2
 
 POD_TIMEOUT_S = 300.0
+# agnhost netexec's port (manifests/base/sample-app/deployment.yaml), which the policy opens.
+APP_PORT = 8080
+# The namespace allow-from-ingress admits (manifests/base/sample-app/networkpolicy.yaml).
+ALLOWED_NS = INGRESS_NS
 
 
 @pytest.fixture
@@ -42,11 +48,14 @@ def test_pvc_binds_and_keeps_data(
     c: Criterion = criterion("phase2.pvc_persistence")
     pvc = "mk8s-pvc-probe"
     kf.create_pvc(kube, scratch_namespace, pvc)
-    written, read_back = kf.pvc_round_trip(
-        kube, scratch_namespace, pvc, secrets.token_hex(32), POD_TIMEOUT_S
+    # stage/prod: written on one node, read on another (node-local storage must not pass).
+    across = env.effective_tier in cluster.SHARED_STORAGE_TIERS and len(env.nodes) > 1
+    writer, reader = (env.nodes[0].name, env.nodes[1].name) if across else (None, None)
+    trip = kf.pvc_round_trip(
+        kube, scratch_namespace, pvc, secrets.token_hex(32), POD_TIMEOUT_S, writer, reader
     )
     fact = kf.read_pvc(kube, scratch_namespace, pvc)
-    c.check(cluster.pvc_keeps_data(fact, env.storage.default_class, written, read_back))
+    c.check(cluster.pvc_keeps_data(fact, env.storage.default_class, trip, env.effective_tier))
 
 
 def test_rbac_matrix(env: Environment, kube: Any, criterion: Any) -> None:
@@ -59,31 +68,53 @@ def test_monitoring_stack_live(env: Environment, kube: Any, criterion: Any) -> N
     c: Criterion = criterion("phase2.monitoring")
     namespace = cluster.MONITORING_NAMESPACES[env.monitoring.stack]
     workloads = kf.read_workloads(kube, [namespace])
-    c.check(cluster.monitoring(namespace, workloads, kf.count_dashboards(kube, namespace)))
+    prometheus = obs.service_proxy_json(kube, namespace, *obs.PROMETHEUS_SERVICE)
+    nodes = [(n.name, str(n.ip)) for n in env.nodes]
+    c.check(
+        all_of(
+            [
+                cluster.monitoring(namespace, workloads, kf.count_dashboards(kube, namespace)),
+                obs.scrape_verdict(prometheus, nodes),
+            ],
+            "stack ready, dashboards live, every node-exporter and kubelet target up",
+        )
+    )
 
 
 def test_runbooks_drafted(criterion: Any) -> None:
-    """PRD phase 2 exit: runbooks drafted (DESIGN.md's list, in docs/ of this checkout)."""
+    """PRD phase 2 exit: runbooks drafted (DESIGN.md's list). A document check of this
+    checkout's docs/, named with its revision; it measures nothing on the cluster."""
     c: Criterion = criterion("phase2.runbooks", unit="topics")
-    docs = Path(__file__).resolve().parent.parent / "docs"
-    c.check(cluster.runbooks(sorted(p.name for p in docs.glob("*.md"))))
+    root = Path(__file__).resolve().parent.parent
+    c.check(cluster.runbooks(sorted(p.name for p in (root / "docs").glob("*.md")), _docs_at(root)))
+
+
+def _docs_at(root: Path) -> str:
+    """`docs/ at <commit>` (+ `, modified` when docs/ differs from it), or of an unknown one."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              check=False, timeout=10)  # fmt: skip
+
+    head = git("rev-parse", "--short=12", "HEAD")
+    if head.returncode != 0:
+        return "docs/ of a checkout with no git revision"
+    dirty = git("status", "--porcelain", "--", "docs").stdout.strip()
+    return f"docs/ at {head.stdout.strip()}" + (", modified" if dirty else "")
 
 
 def test_default_deny_network_policy_enforced(
-    env: Environment, kube: Any, scratch_namespace: str, criterion: Any
+    kube: Any, scratch_namespace: str, criterion: Any
 ) -> None:
-    """From another namespace the sample app is unreachable; through the ingress it answers."""
+    """From another namespace a sample-app pod's IP is unreachable, while the same probe from
+    the ingress namespace (which the policy admits) reaches it in the same run."""
     c: Criterion = criterion("phase2.network_policy")
-    url = f"http://{SAMPLE_APP}.{SAMPLE_NS}.svc:80/"
-    connected, detail = kf.connect_probe(
-        kube, scratch_namespace, "mk8s-np-probe", url, POD_TIMEOUT_S
-    )
-    denied = cluster.ConnectProbe(f"namespace {scratch_namespace}", url, connected, detail)
-    via_ingress = kf.ingress_probe(str(env.first_node.ip), app_host(env), SAMPLE_PATH)
-    allowed = cluster.ConnectProbe(
-        "ingress controller",
-        f"{SAMPLE_NS}/{SAMPLE_APP}",
-        via_ingress.status == 200 if via_ingress.status is not None else None,
-        f"HTTP {via_ingress.status}" if via_ingress.status else via_ingress.error,
-    )
-    c.check(cluster.network_policy(SAMPLE_NS, kf.read_policies(kube, SAMPLE_NS), denied, allowed))
+    target = netpol.app_target(kube, SAMPLE_NS, SELECTOR, APP_PORT)
+    if target is None:
+        c.check(Verdict(False, "no target", "a Ready sample-app pod with an IP",
+                        f"no Ready pod of {SAMPLE_APP} in {SAMPLE_NS} to probe"))  # fmt: skip
+        return
+    tag = secrets.token_hex(3)
+    denied = netpol.connect(kube, scratch_namespace, f"mk8s-np-deny-{tag}", target, POD_TIMEOUT_S)
+    control = netpol.connect(kube, ALLOWED_NS, f"mk8s-np-control-{tag}", target, POD_TIMEOUT_S)
+    c.check(netpol.network_policy(SAMPLE_NS, kf.read_policies(kube, SAMPLE_NS), denied, control))

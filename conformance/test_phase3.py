@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from conformance.conftest import Criterion
-from conformance.test_phase1 import SAMPLE_NS, SAMPLE_SELECTOR
-from mk8s.checks import all_of, cluster, drills, node
+from conformance.test_phase1 import SAMPLE_NS, SELECTOR
+from mk8s.checks import Verdict, all_of, drills, node, resilience
+from mk8s.checks import velero_facts as vf
 from mk8s.checks.node_facts import NodeShell, on_every_node
 from mk8s.inventory.model import Environment
 
@@ -18,37 +20,65 @@ pytestmark = pytest.mark.phase3
 
 
 def test_backup_restore(env: Environment, kube: Any, criterion: Any) -> None:
-    c: Criterion = criterion("phase3.backup_restore", unit="s")
+    """The schedules' newest backup within the RPO, the location available and (stage/prod)
+    outside the cluster, and a drill that restores equal data within the RTO and removes
+    what it made."""
+    c: Criterion = criterion("phase3.backup_restore", unit="s")  # N/A (skipped) without backup
+    assert env.backup is not None
+    net = env.network
+    inside = [net.pod_cidr, net.service_cidr, net.metallb_range, *(n.ip for n in env.nodes)]
+    freshness = resilience.freshness_problems(
+        vf.read_backups(kube), [s.name for s in env.backup.schedules], env.slo.rpo_minutes,
+        datetime.now(UTC),
+    )  # fmt: skip
+    location = resilience.location_problems(
+        vf.read_locations(kube), env.backup.target.endpoint, env.backup.target.bucket,
+        env.effective_tier, inside,
+    )  # fmt: skip
     drill = drills.restore_drill(
         kube, f"mk8s-restore-drill-{secrets.token_hex(3)}", timeout_s=env.slo.rto_minutes * 120
     )
-    c.check(cluster.backup_restore(drill, env.slo.rto_minutes))
+    c.check(resilience.backup_restore(drill, env.slo.rto_minutes, freshness, location))
 
 
 def test_node_loss_availability(env: Environment, kube: Any, criterion: Any) -> None:
-    """Power off one node (not the one the kubeconfig talks to) through the Proxmox API."""
+    """Power off a node hosting a sample-app replica (not the one the kubeconfig talks to)
+    through the Proxmox API; with fewer than two Ready replicas there is nothing to measure."""
     c: Criterion = criterion("phase3.availability", unit="s")
-    victim = next(n for n in reversed(env.nodes) if n.ip != env.api_address)
+    pods = drills.app_pods(kube, SAMPLE_NS, SELECTOR)
+    victim = drills.pick_victim(env.nodes, pods, env.api_address)
+    if victim is None:
+        ready = sum(1 for p in pods if drills.pod_ready(p))
+        c.check(resilience.availability(resilience.NodeLossDrill(
+            "no node", ready, 0, 0.0, False, "not run", False, "not stopped")))  # fmt: skip
+        return
     vm = drills.PveVm(drills.proxmox_api(env), victim.pve_node, victim.vmid)
-    replicas = len(
-        [p for p in drills.app_pods(kube, SAMPLE_NS, _selector()) if drills.pod_ready(p)]
-    )
-    drill = drills.node_loss_drill(kube, vm, victim, SAMPLE_NS, _selector(), replicas)
-    c.check(cluster.availability(drill))
-
-
-def _selector() -> str:
-    return ",".join(f"{k}={v}" for k, v in SAMPLE_SELECTOR.items())
+    drill = drills.node_loss_drill(kube, vm, victim, SAMPLE_NS, SELECTOR)
+    c.check(resilience.availability(drill))
 
 
 def test_firewall_rules_in_force(env: Environment, nodes: list[NodeShell], criterion: Any) -> None:
+    """ufw (default deny, cluster ports from the subnet only) and the mk8s-edge chain that
+    holds hostPorts and NodePorts to the subnet, which ufw's INPUT never sees."""
     c: Criterion = criterion("phase3.firewall")
     subnet = str(env.network.subnet)
     wanted = node.expected_ports(env)
+    internal = (str(env.network.pod_cidr), str(env.network.service_cidr))
+
+    def judge(n: NodeShell) -> Verdict:
+        return all_of(
+            [
+                node.firewall(n.name, n.ufw_status(), subnet, wanted, internal),
+                node.edge_filter(n.name, n.edge_chain(), n.mangle_prerouting(), subnet,
+                                 str(env.network.pod_cidr)),
+            ],
+            "firewall",
+        )  # fmt: skip
+
     c.check(
         all_of(
-            on_every_node(nodes, lambda n: node.firewall(n.name, n.ufw_status(), subnet, wanted)),
-            f"ufw active, cluster ports from {subnet} only",
+            on_every_node(nodes, judge),
+            f"ufw active, default deny, cluster ports, hostPorts and NodePorts from {subnet} only",
         )
     )
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from conformance.conftest import Criterion
-from conformance.test_phase1 import app_host
-from mk8s.checks import Verdict, cluster, tls
+from conformance.test_phase1 import app_host, served_certificate
+from mk8s.checks import Verdict, all_of, cluster, tls
 from mk8s.checks import kube_facts as kf
+from mk8s.checks import observability as obs
 from mk8s.inventory.model import Environment
 
 pytestmark = pytest.mark.phase4
@@ -19,10 +19,9 @@ PRODUCTION_ISSUER = "letsencrypt-prod"
 
 
 def test_production_certificate(env: Environment, kube: Any, criterion: Any) -> None:
+    """As phase1.tls, from the production ACME issuer, verified to the system trust store."""
     c: Criterion = criterion("phase4.production_certificate", unit="days")
-    host = app_host(env)
-    cert = kf.certificate_for(kf.read_certificates(kube), host)
-    c.check(cluster.certificate(cert, host, PRODUCTION_ISSUER, datetime.now(UTC)))
+    c.check(served_certificate(env, kube, PRODUCTION_ISSUER, None))
 
 
 def test_dns_points_at_the_environment(env: Environment, criterion: Any) -> None:
@@ -39,10 +38,22 @@ def test_dns_points_at_the_environment(env: Environment, criterion: Any) -> None
 
 
 def test_alerting_rules_and_alertmanager(env: Environment, kube: Any, criterion: Any) -> None:
+    """Rules loaded and Alertmanager ready, and the chart's always-firing Watchdog alert is
+    firing in Prometheus and held by Alertmanager: the path an alert takes, measured."""
     c: Criterion = criterion("phase4.alerting")
     namespace = cluster.MONITORING_NAMESPACES[env.monitoring.stack]
     managers = [w for w in kf.read_workloads(kube, [namespace]) if "alertmanager" in w.name]
-    c.check(cluster.alerting(kf.count_prometheus_rules(kube), managers))
+    prometheus = obs.service_proxy_json(kube, namespace, *obs.PROMETHEUS_SERVICE)
+    alertmanager = obs.service_proxy_json(kube, namespace, *obs.ALERTMANAGER_SERVICE)
+    c.check(
+        all_of(
+            [
+                cluster.alerting(kf.count_prometheus_rules(kube), managers),
+                obs.delivery_verdict(prometheus, alertmanager),
+            ],
+            "rules loaded, Alertmanager ready, a firing alert delivered",
+        )
+    )
 
 
 def test_production_certificate_served(env: Environment, criterion: Any) -> None:

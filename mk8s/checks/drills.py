@@ -11,8 +11,9 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from typing import Any
 
 import requests
@@ -21,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from proxmoxer.core import ResourceException
 
 from mk8s.checks import kube_facts as kf
-from mk8s.checks.cluster import NodeLossDrill, RestoreDrill
+from mk8s.checks.resilience import MIN_READY_BEFORE, NodeLossDrill, RestoreDrill
 from mk8s.edges import proxmox
 from mk8s.errors import UserError
 from mk8s.inventory.model import Environment, NodeSpec
@@ -121,15 +122,22 @@ class ApiGapMonitor:
             self._stop.wait(self.interval_s)
 
 
-def api_probe(api: client.ApiClient, timeout_s: float = 2.0) -> Callable[[], bool]:
-    """A probe that asks the API server for its version (any authenticated user may)."""
-    version = client.VersionApi(api)
+def api_probe(api: client.ApiClient, namespace: str, timeout_s: float = 2.0) -> Callable[[], bool]:
+    """A probe the API server can answer only with its datastore: a list of one pod.
+
+    A list without resourceVersion is a consistent read ("Most Recent", Kubernetes API
+    concepts, resource versions), so it needs dqlite's quorum; `/version` is answered by the
+    API server alone and stays up while the datastore is gone."""
+    core = client.CoreV1Api(api)
 
     def probe() -> bool:
-        version.get_code(_request_timeout=timeout_s)
+        core.list_namespaced_pod(namespace, limit=1, _request_timeout=timeout_s)
         return True
 
     return probe
+
+
+API_PROBE = "list pods (limit 1, consistent read)"
 
 
 def _node_ready(api: client.ApiClient, name: str) -> bool:
@@ -148,13 +156,20 @@ def pod_ready(pod: Any) -> bool:
     )
 
 
+def pick_victim(
+    nodes: Sequence[NodeSpec], pods: Sequence[Any], keep: IPv4Address
+) -> NodeSpec | None:
+    """A node that hosts a Ready app pod and is not the API endpoint the drill talks to."""
+    hosting = {p.spec.node_name for p in pods if pod_ready(p)}
+    return next((n for n in reversed(nodes) if n.ip != keep and n.name in hosting), None)
+
+
 def node_loss_drill(
     api: client.ApiClient,
     vm: PveVm,
     node: NodeSpec,
     namespace: str,
     selector: str,
-    wanted_replicas: int,
     timeout_s: float = 900.0,
     probe: Callable[[], bool] | None = None,
     clock: Clock = time.monotonic,
@@ -163,19 +178,26 @@ def node_loss_drill(
 ) -> NodeLossDrill:
     """Stop `node`'s VM, watch the API and the app's pods, start it again, wait for Ready.
 
-    Rescheduled means: `wanted_replicas` Ready pods of `selector`, none of them on `node`.
-    Kubernetes evicts pods from an unreachable node after its toleration (300 s by default),
-    so the timeout must be well above that.
+    Before anything is stopped the app must have >= 2 Ready replicas, one on `node`; else
+    the drill stops nothing and reports "nothing to measure". Rescheduled means: as many
+    Ready pods of `selector` as before, none of them on `node`. Kubernetes evicts pods from
+    an unreachable node after its toleration (300 s by default), so the timeout must be well
+    above that.
     """
-    with ApiGapMonitor(probe or api_probe(api), clock=clock) as monitor:
+    before = [p for p in app_pods(api, namespace, selector) if pod_ready(p)]
+    on_victim = sum(1 for p in before if p.spec.node_name == node.name)
+    if len(before) < MIN_READY_BEFORE or on_victim < 1:
+        return NodeLossDrill(node.name, len(before), on_victim, 0.0, False, "not run", False,
+                             "not stopped", API_PROBE)  # fmt: skip
+    with ApiGapMonitor(probe or api_probe(api, namespace), clock=clock) as monitor:
         vm.stop()
         deadline = clock() + timeout_s
         rescheduled, detail = False, "not observed"
         while clock() < deadline:
             pods = [p for p in app_pods(api, namespace, selector) if pod_ready(p)]
             elsewhere = [p for p in pods if p.spec.node_name != node.name]
-            detail = f"{len(elsewhere)}/{wanted_replicas} ready off {node.name}"
-            if len(elsewhere) >= wanted_replicas:
+            detail = f"{len(elsewhere)}/{len(before)} ready off {node.name}"
+            if len(elsewhere) >= len(before):
                 rescheduled = True
                 break
             sleep(poll_s)
@@ -194,6 +216,8 @@ def node_loss_drill(
         gap = monitor.longest_gap_s
     return NodeLossDrill(
         node=node.name,
+        ready_before=len(before),
+        on_victim=on_victim,
         longest_api_gap_s=gap,
         rescheduled=rescheduled,
         reschedule_detail=detail,
@@ -201,6 +225,7 @@ def node_loss_drill(
         return_detail=f"start task {start_result or 'unknown'}; node not Ready"
         if not returned
         else "",
+        api_probe=API_PROBE if probe is None else "given probe",
     )
 
 
@@ -283,7 +308,8 @@ def restore_drill(
     )  # fmt: skip
     backup_phase = _wait_phase(api, "backups", backup, deadline, clock, sleep)
     if backup_phase != "Completed":
-        return RestoreDrill(backup_phase, "not started", before, None, None, tuple(errors))
+        left = clean_up_drill(api, namespace, backup, None)
+        return RestoreDrill(backup_phase, "not started", before, None, None, tuple(errors), left)
     incident = clock()
     kf.delete_namespace(api, namespace)
     while clock() < deadline and not _namespace_gone(api, namespace):
@@ -309,4 +335,39 @@ def restore_drill(
         if after is None:
             errors.append(f"reader pod {phase}")
     rto = clock() - incident if after is not None else None
-    return RestoreDrill(backup_phase, restore_phase, before, after, rto, tuple(errors))
+    left = clean_up_drill(api, namespace, backup, restore)
+    return RestoreDrill(backup_phase, restore_phase, before, after, rto, tuple(errors), left)
+
+
+def clean_up_drill(
+    api: client.ApiClient, namespace: str, backup: str, restore: str | None
+) -> tuple[str, ...]:
+    """Remove what the drill made: its namespace (restored copy included), its Restore, and
+    its Backup with the data in object storage. A Backup is deleted through a
+    DeleteBackupRequest (velero.io/v1, spec.backupName): deleting the Backup object alone
+    leaves its data in the bucket and Velero's sync brings the object back.
+    Returns what could not be removed."""
+    custom = client.CustomObjectsApi(api)
+    left = []
+    steps: list[tuple[str, Callable[[], object]]] = [
+        (f"namespace {namespace}", lambda: client.CoreV1Api(api).delete_namespace(namespace)),
+        (f"Backup {VELERO_NS}/{backup}", lambda: custom.create_namespaced_custom_object(
+            *VELERO, VELERO_NS, "deletebackuprequests",
+            {"apiVersion": "velero.io/v1", "kind": "DeleteBackupRequest",
+             "metadata": {"name": backup, "namespace": VELERO_NS,
+                          "labels": {"velero.io/backup-name": backup}},
+             "spec": {"backupName": backup}})),
+    ]  # fmt: skip
+    if restore:
+        steps.append((f"Restore {VELERO_NS}/{restore}", lambda: custom.delete_namespaced_custom_object(
+            *VELERO, VELERO_NS, "restores", restore)))  # fmt: skip
+    for what, step in steps:
+        try:
+            step()
+        except ApiException as exc:
+            # Deleting: 404 is already gone. Requesting the Backup's deletion: 409 is already
+            # requested, 404 is no DeleteBackupRequest CRD (no Velero), so the Backup stays.
+            done = (409,) if what.startswith("Backup") else (404,)
+            if exc.status not in done:
+                left.append(f"{what} ({exc.status} {exc.reason})")
+    return tuple(left)

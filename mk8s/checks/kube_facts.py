@@ -35,6 +35,7 @@ from mk8s.checks.cluster import (
     NodeFact,
     PolicyFact,
     PvcFact,
+    PvcRoundTrip,
     WorkloadFact,
 )
 
@@ -169,6 +170,7 @@ def read_certificates(api: client.ApiClient) -> list[CertificateFact]:
                 if ready
                 else "",
                 not_after=_parse_time(status.get("notAfter")),
+                secret_name=str(spec.get("secretName", "")),
             )
         )
     return facts
@@ -448,40 +450,32 @@ READ_SCRIPT = 'sha256sum /data/probe | cut -d" " -f1 > /dev/termination-log'
 
 
 def pvc_round_trip(
-    api: client.ApiClient, namespace: str, pvc: str, data: str, timeout_s: float
-) -> tuple[str | None, str | None]:
-    """Write `data` on the PVC from one pod, read it back from a second: (written, read) sums.
+    api: client.ApiClient,
+    namespace: str,
+    pvc: str,
+    data: str,
+    timeout_s: float,
+    writer_node: str | None = None,
+    reader_node: str | None = None,
+) -> PvcRoundTrip:
+    """Write `data` on the PVC from one pod, read it back from a second, each pinned to the
+    node given (`spec.nodeName`; None: wherever the scheduler puts it).
 
     `written` is the sha256 the writer saw on disk; it must equal sha256(data) too, or the
     write itself went wrong.
     """
     expected = hashlib.sha256(data.encode()).hexdigest()
-    phase, written = run_pod(
-        api, namespace, probe_pod(f"{pvc}-writer", WRITE_SCRIPT, {"DATA": data}, pvc), timeout_s
-    )
+    writer = probe_pod(f"{pvc}-writer", WRITE_SCRIPT, {"DATA": data}, pvc)
+    reader = probe_pod(f"{pvc}-reader", READ_SCRIPT, pvc=pvc)
+    assert writer.spec is not None and reader.spec is not None
+    writer.spec.node_name, reader.spec.node_name = writer_node, reader_node
+    phase, written = run_pod(api, namespace, writer, timeout_s)
     if phase != "Succeeded" or written != expected:
-        return None, None
-    phase, read_back = run_pod(
-        api, namespace, probe_pod(f"{pvc}-reader", READ_SCRIPT, pvc=pvc), timeout_s
+        return PvcRoundTrip(None, None, writer_node, reader_node)
+    phase, read_back = run_pod(api, namespace, reader, timeout_s)
+    return PvcRoundTrip(
+        written, read_back if phase == "Succeeded" else None, writer_node, reader_node
     )
-    return written, (read_back if phase == "Succeeded" else None)
-
-
-CONNECT_SCRIPT = (
-    'if wget -q -T "$TIMEOUT" -O /dev/null "$URL"; then echo open; else echo blocked; fi'
-    " > /dev/termination-log"
-)
-
-
-def connect_probe(
-    api: client.ApiClient, namespace: str, name: str, url: str, timeout_s: float
-) -> tuple[bool | None, str]:
-    """From a pod in `namespace`, try `url`: (True open / False blocked / None no result)."""
-    pod = probe_pod(name, CONNECT_SCRIPT, {"URL": url, "TIMEOUT": "5"})
-    phase, message = run_pod(api, namespace, pod, timeout_s)
-    if phase != "Succeeded" or message not in ("open", "blocked"):
-        return None, f"probe pod {phase} ({message or 'no result'})"
-    return message == "open", f"{url} {message}"
 
 
 def daemonset_selector(api: client.ApiClient, namespace: str, name: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from testinfra.backend.paramiko import ParamikoBackend
 from testinfra.host import Host
 
 from mk8s.checks.ha import NodeView
-from mk8s.checks.node import MICROK8S_SERVICES
+from mk8s.checks.node import MICROK8S_SERVICES, Reading
 from mk8s.edges.microk8s import DQLITE_PORT
 
 T = TypeVar("T")
@@ -66,39 +66,53 @@ class NodeShell:
     ip: str
     host: Any
 
-    def _run(self, command: str, privileged: bool = False) -> str:
+    def _read(self, command: str, privileged: bool = False) -> Reading:
+        """Run `command`; stdout, exit status and stderr, for the check to judge.
+
+        A failed or silent command is the check's to call "could not read", so nothing
+        here turns an error into an empty answer."""
         if privileged and self.host.backend.host.user != "root":
             command = f"sudo -n {command}"
-        return str(self.host.run(command).stdout)
+        result = self.host.run(command)
+        return Reading(command, str(result.stdout), int(result.rc), str(result.stderr))
 
-    def snap_list(self) -> str:
-        return self._run("snap list microk8s")
+    def _run(self, command: str, privileged: bool = False) -> str:
+        return self._read(command, privileged).stdout
 
-    def service_states(self, units: tuple[str, ...] = MICROK8S_SERVICES) -> dict[str, str]:
+    def snap_list(self) -> Reading:
+        return self._read("snap list microk8s")
+
+    def service_states(self, units: tuple[str, ...] = MICROK8S_SERVICES) -> Reading:
         """One `systemctl is-active` for all units: it prints one state per unit, in order."""
-        lines = self._run("systemctl is-active " + " ".join(map(shlex.quote, units))).split()
-        return {unit: lines[i] if i < len(lines) else "unknown" for i, unit in enumerate(units)}
+        return self._read("systemctl is-active " + " ".join(map(shlex.quote, units)))
 
-    def listening_tcp(self) -> str:
-        return self._run("ss -Htln")
+    def listening_tcp(self) -> Reading:
+        return self._read("ss -Htln")
 
-    def ufw_status(self) -> str:
-        return self._run("ufw status", privileged=True)
+    def ufw_status(self) -> Reading:
+        # verbose: only it prints the default policies ("Default: deny (incoming), ...").
+        return self._read("ufw status verbose", privileged=True)
 
-    def swapon(self) -> str:
-        return self._run("swapon --show --noheadings")
+    def edge_chain(self) -> Reading:
+        return self._read("iptables -t mangle -S mk8s-edge", privileged=True)
 
-    def ntp_synchronized(self) -> str:
-        return self._run("timedatectl show -p NTPSynchronized --value")
+    def mangle_prerouting(self) -> Reading:
+        return self._read("iptables -t mangle -S PREROUTING", privileged=True)
 
-    def apt_periodic(self) -> str:
-        return self._run("apt-config dump")
+    def swaps(self) -> Reading:
+        return self._read("cat /proc/swaps")
 
-    def unattended_unit(self) -> str:
-        return self._run("systemctl is-enabled unattended-upgrades")
+    def ntp_synchronized(self) -> Reading:
+        return self._read("timedatectl show -p NTPSynchronized --value")
 
-    def sshd_effective(self) -> str:
-        return self._run("sshd -T", privileged=True)
+    def apt_periodic(self) -> Reading:
+        return self._read("apt-config dump")
+
+    def unattended_unit(self) -> Reading:
+        return self._read("systemctl is-enabled unattended-upgrades")
+
+    def sshd_effective(self) -> Reading:
+        return self._read("sshd -T", privileged=True)
 
     def microk8s_status(self) -> str:
         return self._run("microk8s status --format yaml", privileged=True)

@@ -18,7 +18,7 @@ import requests
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from mk8s.checks import cluster, drills
+from mk8s.checks import drills, resilience
 from mk8s.inventory.model import Environment, NodeSpec
 
 pytestmark = pytest.mark.slow
@@ -174,13 +174,13 @@ def lab_cluster(api: Any, namespace: str, dev_env: Environment) -> Iterator[list
 def _drill(
     api: Any, env: Environment, names: list[str], namespace: str, timeout_s: float,
     probe: Any = None,
-) -> cluster.NodeLossDrill:  # fmt: skip
+) -> resilience.NodeLossDrill:  # fmt: skip
     victim_spec = env.nodes[2]
     victim = NodeSpec(name=names[2], vmid=victim_spec.vmid, ip=victim_spec.ip,
                       pve_node=victim_spec.pve_node)  # fmt: skip
     vm = drills.PveVm(drills.proxmox_api(env), victim.pve_node, victim.vmid)
     return drills.node_loss_drill(
-        api, vm, victim, namespace, "app.kubernetes.io/name=sample-app", 2,
+        api, vm, victim, namespace, "app.kubernetes.io/name=sample-app",
         timeout_s=timeout_s, probe=probe, poll_s=0.1,
     )  # fmt: skip
 
@@ -191,7 +191,7 @@ def test_node_loss_passes_when_api_stays_up_pods_move_and_node_returns(
     vmid = drill_env.nodes[2].vmid
     with ClusterActor(api, fakepve, vmid, lab_cluster[2], lab_cluster[1], namespace):
         drill = _drill(api, drill_env, lab_cluster, namespace, timeout_s=20)
-    verdict = cluster.availability(drill)
+    verdict = resilience.availability(drill)
     assert verdict.passed, verdict
     assert drill.longest_api_gap_s < 5
     assert fakepve.vm(vmid).status == "running"
@@ -209,7 +209,7 @@ def test_node_loss_fails_when_workloads_are_not_rescheduled(
     with ClusterActor(api, fakepve, vmid, lab_cluster[2], lab_cluster[1], namespace,
                       reschedule=False):  # fmt: skip
         drill = _drill(api, drill_env, lab_cluster, namespace, timeout_s=2)
-    verdict = cluster.availability(drill)
+    verdict = resilience.availability(drill)
     assert not verdict.passed
     assert "workloads not rescheduled (1/2 ready off" in verdict.message
     assert drill.node_returned  # only the rescheduling failed
@@ -222,7 +222,7 @@ def test_node_loss_fails_when_the_node_does_not_come_back(
     fakepve.fail("POST", f"/nodes/pve3/qemu/{vmid}/status/start", 500, "start failed: boom")
     with ClusterActor(api, fakepve, vmid, lab_cluster[2], lab_cluster[1], namespace):
         drill = _drill(api, drill_env, lab_cluster, namespace, timeout_s=3)
-    verdict = cluster.availability(drill)
+    verdict = resilience.availability(drill)
     assert not verdict.passed
     assert f"node {lab_cluster[2]} did not return" in verdict.message
 
@@ -242,9 +242,71 @@ def test_node_loss_measures_the_longest_api_gap(
     finally:
         endpoint.down()
     assert drill.longest_api_gap_s >= 1.0
-    verdict = cluster.availability(drill, max_gap_s=0.5)
+    verdict = resilience.availability(drill, max_gap_s=0.5)
     assert not verdict.passed
     assert "API unreachable for" in verdict.message
+
+
+def test_node_loss_with_one_replica_is_nothing_to_measure_and_stops_nothing(
+    api: Any, namespace: str, drill_env: Environment, lab_cluster: list[str], fakepve: Any
+) -> None:
+    """`0 >= 0` passed before: with one Ready replica losing its node is an outage."""
+    core = client.CoreV1Api(api)
+    first = next(p for p in core.list_namespaced_pod(namespace).items
+                 if p.spec.node_name == lab_cluster[0])  # fmt: skip
+    core.delete_namespaced_pod(first.metadata.name, namespace, grace_period_seconds=0)
+    drill = _drill(api, drill_env, lab_cluster, namespace, timeout_s=2)
+    verdict = resilience.availability(drill)
+    assert not verdict.passed
+    assert verdict.measured == "nothing to measure"
+    assert "1 Ready app replicas before the drill, 1 on" in verdict.message
+    assert not [p for m, p, _ in fakepve.requests if m == "POST" and p.endswith("/status/stop")]
+
+
+def test_node_loss_of_a_node_hosting_no_replica_is_nothing_to_measure(
+    api: Any, namespace: str, drill_env: Environment, lab_cluster: list[str], fakepve: Any
+) -> None:
+    core = client.CoreV1Api(api)
+    for pod in core.list_namespaced_pod(namespace).items:
+        if pod.spec.node_name == lab_cluster[2]:
+            core.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
+    _run_pod(core, namespace, lab_cluster[1])
+    drill = _drill(api, drill_env, lab_cluster, namespace, timeout_s=2)
+    verdict = resilience.availability(drill)
+    assert not verdict.passed
+    assert f"2 Ready app replicas before the drill, 0 on {lab_cluster[2]}" in verdict.message
+
+
+def test_pick_victim_takes_a_node_with_a_replica_and_not_the_api_endpoint(
+    api: Any, namespace: str, dev_env: Environment, lab_cluster: list[str]
+) -> None:
+    pods = drills.app_pods(api, namespace, "app.kubernetes.io/name=sample-app")
+    nodes = [NodeSpec(name=n, vmid=s.vmid, ip=s.ip, pve_node=s.pve_node)
+             for n, s in zip(lab_cluster, dev_env.nodes, strict=True)]  # fmt: skip
+    # Replicas on nodes 1 and 3; node 3 is the API endpoint: node 1 is the one to stop.
+    victim = drills.pick_victim(nodes, pods, nodes[2].ip)
+    assert victim is not None and victim.name == lab_cluster[0]
+    assert drills.pick_victim(nodes[1:2], pods, nodes[0].ip) is None
+
+
+def test_api_probe_needs_the_datastore_where_version_does_not(tmp_path: Any) -> None:
+    """etcd frozen (quorum lost): /version still answers, the drill's list probe does not."""
+    import signal
+
+    from tests.support.envtest import running
+
+    with running(tmp_path / "envtest") as server:
+        api = server.api_client()
+        probe = drills.api_probe(api, "default", timeout_s=2.0)
+        assert probe()
+        etcd = server._procs[0]  # started first (tests/support/envtest.py start())
+        etcd.send_signal(signal.SIGSTOP)
+        try:
+            assert client.VersionApi(api).get_code(_request_timeout=2.0).git_version
+            with pytest.raises(Exception):  # noqa: B017 (a timeout or a 5xx, either is down)
+                probe()
+        finally:
+            etcd.send_signal(signal.SIGCONT)
 
 
 def test_proxmox_api_needs_the_token_variables(

@@ -79,21 +79,25 @@ def test_default_storage_class_verdicts(
 
 
 class FakeVolume:
-    """Plays the kubelet for probe pods on one PVC: the writer's bytes land in `data`, the reader
-    sees them (or not, when `lose` is set: a volume that does not keep data)."""
+    """Plays the kubelet for probe pods on one PVC: the writer's bytes land in the volume, the
+    reader sees them, or not: `lose` is a volume that keeps nothing, `node_local` one whose
+    bytes stay on the node that wrote them (hostpath: a reader elsewhere finds an empty
+    directory), shared storage (NFS, Ceph) is the default."""
 
-    def __init__(self, lose: bool = False) -> None:
-        self.data: bytes | None = None
+    def __init__(self, lose: bool = False, node_local: bool = False) -> None:
+        self.data: dict[str | None, bytes] = {}
         self.lose = lose
+        self.node_local = node_local
 
     def fate(self, pod: Any) -> dict[str, Any] | None:
         container = pod.spec.containers[0]
         env = {e.name: e.value for e in container.env or ()}
+        where = pod.spec.node_name if self.node_local else None
         if pod.metadata.name.endswith("-writer"):
-            self.data = env["DATA"].encode()
-            return terminated("Succeeded", hashlib.sha256(self.data).hexdigest())
+            self.data[where] = env["DATA"].encode()
+            return terminated("Succeeded", hashlib.sha256(self.data[where]).hexdigest())
         if pod.metadata.name.endswith("-reader"):
-            seen = b"" if self.lose or self.data is None else self.data
+            seen = b"" if self.lose else self.data.get(where, b"")
             return terminated("Succeeded", hashlib.sha256(seen).hexdigest())
         return None
 
@@ -106,16 +110,18 @@ def _bind(api: Any, namespace: str, name: str) -> None:
     )  # fmt: skip
 
 
-def _pvc_verdict(api: Any, namespace: str, volume: FakeVolume, bind: bool) -> Any:
+def _pvc_verdict(
+    api: Any, namespace: str, volume: FakeVolume, bind: bool, tier: str = "dev",
+    nodes: tuple[str | None, str | None] = (None, None),
+) -> Any:  # fmt: skip
     _storage_class(api, "microk8s-hostpath", default=True)
     kf.create_pvc(api, namespace, "probe")
     if bind:
         _bind(api, namespace, "probe")
     with FakeKubelet(api, namespace, volume.fate):
-        written, read_back = kf.pvc_round_trip(api, namespace, "probe", secrets.token_hex(16), 10)
-    return cluster.pvc_keeps_data(
-        kf.read_pvc(api, namespace, "probe"), "microk8s-hostpath", written, read_back
-    )
+        trip = kf.pvc_round_trip(api, namespace, "probe", secrets.token_hex(16), 10, *nodes)
+    return cluster.pvc_keeps_data(kf.read_pvc(api, namespace, "probe"), "microk8s-hostpath",
+                                  trip, tier)  # fmt: skip
 
 
 def test_pvc_on_default_class_binds_and_keeps_data(api: Any, namespace: str) -> None:
@@ -127,6 +133,37 @@ def test_pvc_fails_when_data_is_lost_across_pods(api: Any, namespace: str) -> No
     verdict = _pvc_verdict(api, namespace, FakeVolume(lose=True), bind=True)
     assert not verdict.passed
     assert "data lost" in verdict.measured
+
+
+def test_pvc_in_stage_reads_back_on_another_node(api: Any, namespace: str) -> None:
+    verdict = _pvc_verdict(api, namespace, FakeVolume(), True, "stage", ("k8s-1", "k8s-2"))
+    assert verdict.passed, verdict
+    assert "data read back from k8s-1 to k8s-2" in verdict.message
+
+
+def test_pvc_in_stage_fails_on_node_local_storage(api: Any, namespace: str) -> None:
+    """hostpath behind the default class in stage: the reader on another node finds nothing."""
+    volume = FakeVolume(node_local=True)
+    verdict = _pvc_verdict(api, namespace, volume, True, "stage", ("k8s-1", "k8s-2"))
+    assert not verdict.passed
+    assert verdict.measured == "data lost"
+    assert "on k8s-1, read back" in verdict.message and "on k8s-2" in verdict.message
+
+
+def test_pvc_in_stage_fails_when_both_pods_ran_on_one_node(api: Any, namespace: str) -> None:
+    """What the old check did: node-local storage passes when both pods share a node."""
+    volume = FakeVolume(node_local=True)
+    verdict = _pvc_verdict(api, namespace, volume, True, "prod", ("k8s-1", "k8s-1"))
+    assert not verdict.passed
+    assert "writer and reader both on k8s-1; prod storage must be read from another node" in (
+        verdict.message
+    )
+
+
+def test_pvc_in_dev_may_stay_on_one_node(api: Any, namespace: str) -> None:
+    volume = FakeVolume(node_local=True)
+    verdict = _pvc_verdict(api, namespace, volume, True, "dev", ("k8s-1", "k8s-1"))
+    assert verdict.passed, verdict
 
 
 def test_pvc_fails_when_it_never_binds(api: Any, namespace: str) -> None:
@@ -142,98 +179,13 @@ def test_pvc_gets_the_default_class_from_the_api_server(api: Any, namespace: str
     assert kf.read_pvc(api, namespace, "unnamed").storage_class == "microk8s-hostpath"
 
 
-# --- NetworkPolicy ---------------------------------------------------------------------------------
-
-
-def _sample_app_policies(namespace: str) -> list[dict[str, Any]]:
-    """The sample app's policies (manifests/base/sample-app/networkpolicy.yaml when present)."""
-    path = ROOT / "manifests" / "base" / "sample-app" / "networkpolicy.yaml"
-    if path.is_file():
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-    else:
-        docs = [
-            {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-             "metadata": {"name": "default-deny"},
-             "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}},
-            {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-             "metadata": {"name": "allow-from-ingress"},
-             "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "sample-app"}},
-                      "policyTypes": ["Ingress"],
-                      "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
-                          "kubernetes.io/metadata.name": "ingress"}}}]}]}},
-        ]  # fmt: skip
-    for doc in docs:
-        doc["metadata"]["namespace"] = namespace
-    return docs
-
-
-def _probe_fate(result: str) -> Any:
-    return lambda pod: terminated("Succeeded", result)
-
-
-def _np_verdict(api: Any, app_ns: str, probe_ns: str, probe_result: str, ingress_ok: bool) -> Any:
-    url = f"http://sample-app.{app_ns}.svc:80/"
-    with FakeKubelet(api, probe_ns, _probe_fate(probe_result)):
-        connected, detail = kf.connect_probe(api, probe_ns, "np-probe", url, 10)
-    denied = cluster.ConnectProbe(f"namespace {probe_ns}", url, connected, detail)
-    allowed = cluster.ConnectProbe("ingress controller", "sample-app", ingress_ok, "HTTP 200")
-    return cluster.network_policy(app_ns, kf.read_policies(api, app_ns), denied, allowed)
+# NetworkPolicy: tests/conformance/test_network_policy.py (a positive control in every run).
 
 
 @pytest.fixture(autouse=True)
 def _rbac_aggregated(request: pytest.FixtureRequest) -> None:
     if "rbac" in request.node.name:
         request.getfixturevalue("aggregated_roles")
-
-
-@pytest.fixture
-def probe_namespace(kube_apiserver: Any) -> str:
-    return kube_apiserver.create_namespace(f"probe-{secrets.token_hex(3)}")
-
-
-def test_network_policy_passes_when_default_deny_blocks_other_namespaces(
-    api: Any, namespace: str, probe_namespace: str
-) -> None:
-    net = client.NetworkingV1Api(api)
-    for doc in _sample_app_policies(namespace):
-        net.create_namespaced_network_policy(namespace, doc)
-    verdict = _np_verdict(api, namespace, probe_namespace, "blocked", ingress_ok=True)
-    assert verdict.passed, verdict
-
-
-def test_network_policy_fails_without_a_default_deny_policy(
-    api: Any, namespace: str, probe_namespace: str
-) -> None:
-    net = client.NetworkingV1Api(api)
-    for doc in _sample_app_policies(namespace):
-        if doc["metadata"]["name"] != "default-deny":
-            net.create_namespaced_network_policy(namespace, doc)
-    verdict = _np_verdict(api, namespace, probe_namespace, "blocked", ingress_ok=True)
-    assert not verdict.passed
-    assert "has no default-deny policy" in verdict.message
-
-
-def test_network_policy_fails_when_not_enforced(
-    api: Any, namespace: str, probe_namespace: str
-) -> None:
-    """The objects exist but the CNI ignores them: the probe gets through."""
-    net = client.NetworkingV1Api(api)
-    for doc in _sample_app_policies(namespace):
-        net.create_namespaced_network_policy(namespace, doc)
-    verdict = _np_verdict(api, namespace, probe_namespace, "open", ingress_ok=True)
-    assert not verdict.passed
-    assert "policy not enforced" in verdict.message
-
-
-def test_network_policy_fails_when_the_allowed_path_is_blocked(
-    api: Any, namespace: str, probe_namespace: str
-) -> None:
-    net = client.NetworkingV1Api(api)
-    for doc in _sample_app_policies(namespace):
-        net.create_namespaced_network_policy(namespace, doc)
-    verdict = _np_verdict(api, namespace, probe_namespace, "blocked", ingress_ok=False)
-    assert not verdict.passed
-    assert "allowed path" in verdict.message
 
 
 # --- RBAC matrix ---------------------------------------------------------------------------------
@@ -369,3 +321,105 @@ def test_review_access_asks_the_real_authorizer(api: Any) -> None:
     nothing = AccessExpectation("x", "no-such-group", "list", "pods", namespace="default")
     assert kf.review_access(api, anything) is True
     assert kf.review_access(api, nothing) is False
+
+
+# --- RBAC: every team x role x namespace class --------------------------------------------------
+
+
+def _env_with_teams(dev_env: Environment) -> tuple[Environment, str, str]:
+    """Two teams, and groups of this test's own (the API server is shared)."""
+    tag = secrets.token_hex(3)
+    a, b = f"a{tag}", f"b{tag}"
+    data = dev_env.model_dump(mode="json")
+    data["teams"] = [{"name": t, "leads_group": f"{t}-leads", "developers_group": f"{t}-devs"}
+                     for t in (a, b)]  # fmt: skip
+    data["access"] = {"cluster_admin_group": f"{tag}-sre", "auditor_group": f"{tag}-auditors"}
+    return Environment.model_validate(data), a, b
+
+
+def _matrix(api: Any, env: Environment) -> Any:
+    return cluster.rbac_matrix([(c, kf.review_access(api, c)) for c in rbac_expectations(env)])
+
+
+def _bind_role(
+    api: Any, namespace: str, name: str, role: str, group: str, kind: str = "ClusterRole"
+) -> None:
+    client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
+        namespace,
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": name},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}]},
+    )  # fmt: skip
+
+
+def test_rbac_matrix_covers_every_team_role_and_namespace_class(
+    api: Any, dev_env: Environment
+) -> None:
+    env, a, b = _env_with_teams(dev_env)
+    apply_rbac(api, rbac_objects(env)[0])
+    cells = rbac_expectations(env)
+    verdict = _matrix(api, env)
+    assert verdict.passed, verdict
+    # 6 roles (admin, auditor, 2 x lead, 2 x dev) x (3 namespaces x 8 probes + 4 cluster probes)
+    assert len(cells) == 6 * (3 * 8 + 4)
+    cross = [c for c in cells if c.group == f"{a}-leads" and c.namespace == b]
+    assert cross and not any(c.allowed for c in cross)
+    auditor_secrets = [c for c in cells if c.role == "auditor" and c.resource == "secrets"]
+    assert {c.namespace for c in auditor_secrets} == {a, b, "kube-system"}
+    assert not any(c.allowed for c in auditor_secrets)
+
+
+def test_rbac_matrix_fails_when_a_lead_reaches_another_teams_namespace(
+    api: Any, dev_env: Environment
+) -> None:
+    env, a, b = _env_with_teams(dev_env)
+    apply_rbac(api, rbac_objects(env)[0])
+    _bind_role(api, b, "stray-admin", "admin", f"{a}-leads")  # a copy-pasted binding
+    verdict = _matrix(api, env)
+    assert not verdict.passed
+    assert (
+        f"namespace-admin ({a}-leads) get secrets in {b}: allowed, expected denied"
+        in verdict.message
+    )
+    assert f"({b}-leads)" not in verdict.message
+
+
+def test_rbac_matrix_fails_when_developers_can_read_every_namespace(
+    api: Any, dev_env: Environment
+) -> None:
+    """A ClusterRoleBinding of `view` to a team's developers: cross-team reads."""
+    env, a, b = _env_with_teams(dev_env)
+    apply_rbac(api, rbac_objects(env)[0])
+    client.RbacAuthorizationV1Api(api).create_cluster_role_binding(
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": f"{a}-devs-view"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": f"{a}-devs"}]},
+    )  # fmt: skip
+    verdict = _matrix(api, env)
+    assert not verdict.passed
+    assert f"developer ({a}-devs) list pods in {b}: allowed, expected denied" in verdict.message
+    assert (
+        f"developer ({a}-devs) list pods in kube-system: allowed, expected denied"
+        in verdict.message
+    )
+
+
+def test_rbac_matrix_fails_when_auditors_can_read_secrets_in_a_team_namespace(
+    api: Any, dev_env: Environment
+) -> None:
+    """Auditors bound to `edit` in one team namespace "to see everything": Secrets with it."""
+    env, a, _ = _env_with_teams(dev_env)
+    apply_rbac(api, rbac_objects(env)[0])
+    _bind_role(api, a, "auditors-edit", "edit", env.access.auditor_group)
+    verdict = _matrix(api, env)
+    assert not verdict.passed
+    assert (
+        f"auditor ({env.access.auditor_group}) get secrets in {a}: allowed, expected denied"
+        in verdict.message
+    )
+    assert (
+        f"auditor ({env.access.auditor_group}) create deployments.apps in {a}: allowed"
+        in verdict.message
+    )

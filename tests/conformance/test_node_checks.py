@@ -109,16 +109,25 @@ def lab(sshd_factory: SshdFactory, tmp_path: Path) -> Iterator[Lab]:
 
 Check = Callable[[Lab, NodeShell], node.Verdict]
 
+
+def internal(env: Environment) -> tuple[str, str]:
+    return str(env.network.pod_cidr), str(env.network.service_cidr)
+
+
 CHECKS: dict[str, Check] = {
     "snap_channel": lambda lab, n: node.snap_channel(n.name, n.snap_list(),
                                                      lab.env.microk8s.channel),
     "services": lambda lab, n: node.services_active(n.name, n.service_states()),
     "ports": lambda lab, n: node.ports(n.name, n.ip, n.listening_tcp(),
                                        node.expected_ports(lab.env)),
-    "swap_off": lambda lab, n: node.swap_off(n.name, n.swapon()),
+    "swap_off": lambda lab, n: node.swap_off(n.name, n.swaps()),
     "time_sync": lambda lab, n: node.time_synchronised(n.name, n.ntp_synchronized()),
-    "firewall": lambda lab, n: node.firewall(n.name, n.ufw_status(), str(lab.env.network.subnet),
-                                             node.expected_ports(lab.env)),
+    "firewall": lambda lab, n: all_of([
+        node.firewall(n.name, n.ufw_status(), str(lab.env.network.subnet),
+                      node.expected_ports(lab.env), internal(lab.env)),
+        node.edge_filter(n.name, n.edge_chain(), n.mangle_prerouting(),
+                         str(lab.env.network.subnet), str(lab.env.network.pod_cidr)),
+    ], "firewall"),
     "unattended_upgrades": lambda lab, n: node.unattended_upgrades(n.name, n.apt_periodic(),
                                                                    n.unattended_unit()),
     "ssh_password_off": lambda lab, n: node.ssh_password_off(n.name, n.sshd_effective()),
@@ -149,6 +158,23 @@ DEFECTS = [
     ("ufw off", "ufw-inactive", "", "firewall", "ufw is not active"),
     ("API port not allowed", "ufw-no-16443", "", "firewall", "no ufw rule allows 16443/tcp"),
     ("NodePorts open to all", "ufw-nodeports-open", "", "firewall", "NodePorts 30000:32767/tcp"),
+    ("default allow incoming", "ufw-default-allow", "", "firewall",
+     "default incoming policy is allow, not deny"),
+    ("API open to anyone", "ufw-api-anywhere", "", "firewall",
+     "16443/tcp ALLOW from Anywhere: cluster port 16443 open beyond"),
+    ("API open to anyone over IPv6", "ufw-api-anywhere-v6", "", "firewall",
+     "16443/tcp ALLOW from Anywhere (v6): cluster port 16443 open beyond"),
+    ("everything open on eth0", "ufw-eth0-open", "", "firewall",
+     "Anywhere on eth0 ALLOW from Anywhere: cluster port 16443 open beyond"),
+    ("no edge chain", "edge-missing", "", "firewall",
+     "could not read `iptables -t mangle -S mk8s-edge` (exit 1: iptables: No chain/target/match"
+     " by that name.); without mk8s-edge hostPorts 80/443 and NodePorts are open beyond"),
+    ("hostPorts not dropped", "edge-no-hostports", "", "firewall",
+     "hostPorts 80,443,10254/tcp not dropped"),
+    ("edge chain lets anyone through", "edge-returns-anywhere", "", "firewall",
+     "mk8s-edge lets through -s 0.0.0.0/0"),
+    ("edge chain never jumped to", "edge-no-jump", "", "firewall",
+     "PREROUTING does not jump to mk8s-edge"),
     ("no unattended upgrades", "unattended-off", "", "unattended_upgrades", "periodic=0"),
     ("passwords accepted", "ssh-password", "", "ssh_password_off",
      "passwordauthentication yes"),
@@ -169,6 +195,36 @@ def test_each_defect_fails_exactly_its_check(
     assert failing == [check]
     assert words in results[check].message
     assert "lab-k8s-2" in results[check].message
+
+
+# A command that fails and prints nothing: (defect, the checks that read it).
+BROKEN = [
+    ("broken-swaps", ["swap_off"]),
+    ("broken-ufw", ["firewall"]),
+    ("broken-iptables", ["firewall"]),
+    ("broken-timedatectl", ["time_sync"]),
+    ("broken-apt-config", ["unattended_upgrades"]),
+    ("broken-sshd", ["ssh_password_off"]),
+    ("broken-systemctl", ["services", "unattended_upgrades"]),
+]
+
+
+@pytest.mark.parametrize(("key", "checks"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_a_command_that_fails_silently_is_could_not_read(
+    lab: Lab, key: str, checks: list[str]
+) -> None:
+    """Never PASS on nothing: `swapon` failing used to read as "no swap"."""
+    lab.defect("lab-k8s-2", key)
+    results = verdicts(lab, only="lab-k8s-2")
+    failing = sorted(k for k, v in results.items() if not v.passed)
+    assert failing == sorted(checks)
+    for check in checks:
+        assert "could not read" in results[check].measured
+        assert "lab-k8s-2: could not read `" in results[check].message
+        assert (
+            "simulated failure on lab-k8s-2" in results[check].message
+            or "Permission denied" in results[check].message
+        )
 
 
 def test_a_closed_port_fails_the_ports_check(lab: Lab) -> None:

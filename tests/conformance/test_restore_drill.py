@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from mk8s.checks import cluster, drills
+from mk8s.checks import drills, resilience
 from tests.conformance.actors import terminated
 
 pytestmark = pytest.mark.slow
@@ -139,8 +139,8 @@ def velero_ns(kube_apiserver: Any, crds: list[str]) -> str:
     return drills.VELERO_NS
 
 
-def _drill(api: Any, **world: Any) -> cluster.RestoreDrill:
-    namespace = f"drill-{secrets.token_hex(3)}"
+def _drill(api: Any, namespace: str = "", **world: Any) -> resilience.RestoreDrill:
+    namespace = namespace or f"drill-{secrets.token_hex(3)}"
     with World(api, namespace, **world):
         # Poll fast: the actors answer within a few tens of milliseconds.
         return drills.restore_drill(api, namespace, timeout_s=30, sleep=lambda s: time.sleep(0.05))
@@ -148,7 +148,7 @@ def _drill(api: Any, **world: Any) -> cluster.RestoreDrill:
 
 def test_restore_drill_passes_when_data_comes_back_within_the_rto(api: Any, velero_ns: str) -> None:
     drill = _drill(api)
-    verdict = cluster.backup_restore(drill, rto_minutes=60)
+    verdict = resilience.backup_restore(drill, 60, [], [])
     assert verdict.passed, verdict
     assert drill.checksum_after == drill.checksum_before
     assert drill.rto_seconds is not None and drill.rto_seconds < 30
@@ -157,7 +157,7 @@ def test_restore_drill_passes_when_data_comes_back_within_the_rto(api: Any, vele
 def test_restore_drill_fails_when_the_backup_held_no_volume_data(api: Any, velero_ns: str) -> None:
     """The MicroK8s pitfall: a Completed backup that is empty (no fs-backup of the PV)."""
     drill = _drill(api, velero_keeps_data=False)
-    verdict = cluster.backup_restore(drill, rto_minutes=60)
+    verdict = resilience.backup_restore(drill, 60, [], [])
     assert not verdict.passed
     assert drill.backup_phase == "Completed" and drill.restore_phase == "Completed"
     assert "checksum before" in verdict.message
@@ -165,12 +165,36 @@ def test_restore_drill_fails_when_the_backup_held_no_volume_data(api: Any, veler
 
 def test_restore_drill_fails_when_the_restore_partially_fails(api: Any, velero_ns: str) -> None:
     drill = _drill(api, restore_phase="PartiallyFailed")
-    verdict = cluster.backup_restore(drill, rto_minutes=60)
+    verdict = resilience.backup_restore(drill, 60, [], [])
     assert not verdict.passed
-    assert "restore phase PartiallyFailed" in verdict.message
+    assert "drill restore phase PartiallyFailed" in verdict.message
 
 
 def test_restore_drill_fails_when_slower_than_the_rto() -> None:
-    drill = cluster.RestoreDrill("Completed", "Completed", "ab" * 32, "ab" * 32, 3700.0)
-    verdict = cluster.backup_restore(drill, rto_minutes=60)
+    drill = resilience.RestoreDrill("Completed", "Completed", "ab" * 32, "ab" * 32, 3700.0)
+    verdict = resilience.backup_restore(drill, 60, [], [])
     assert not verdict.passed and "RTO 3700s above 60 min" in verdict.message
+
+
+def test_restore_drill_removes_what_it_created(api: Any, velero_ns: str) -> None:
+    """Its namespace (the restored copy), its Restore, and its Backup with the bucket's data
+    (a DeleteBackupRequest: deleting the Backup object alone leaves the data)."""
+    namespace = f"drill-{secrets.token_hex(3)}"
+    drill = _drill(api, namespace)
+    assert drill.leftovers == ()
+    custom = client.CustomObjectsApi(api)
+    backups = custom.list_namespaced_custom_object("velero.io", "v1", velero_ns, "backups")["items"]
+    mine = [b["metadata"]["name"] for b in backups
+            if namespace in b["spec"].get("includedNamespaces", [])]  # fmt: skip
+    assert len(mine) == 1
+    requests = custom.list_namespaced_custom_object(
+        "velero.io", "v1", velero_ns, "deletebackuprequests"
+    )["items"]
+    assert [r["spec"]["backupName"] for r in requests if r["spec"]["backupName"] == mine[0]]
+    restores = custom.list_namespaced_custom_object("velero.io", "v1", velero_ns, "restores")
+    assert mine[0] not in [r["metadata"]["name"] for r in restores["items"]]
+    try:
+        ns = client.CoreV1Api(api).read_namespace(namespace)
+        assert ns.metadata.deletion_timestamp is not None  # Terminating: on its way out
+    except ApiException as exc:
+        assert exc.status == 404
