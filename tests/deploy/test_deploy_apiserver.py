@@ -271,6 +271,7 @@ def test_a_kubeconfig_the_server_refuses_is_one_clear_line(
         user["user"] = {"token": "not-the-admin-token"}
     wrong = tmp_path / "kubeconfig"
     wrong.write_text(yaml.safe_dump(config))
+    wrong.chmod(0o600)  # a kubeconfig others can read is refused before any request
     with pytest.raises(OperationFailedError) as err:
         # Discovery may come from the client's cache; the first real request is refused.
         KubeApi(wrong).get(Ref("v1", "Namespace", None, "default"))
