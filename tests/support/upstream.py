@@ -146,3 +146,36 @@ def kubeconform_schemas(target: Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(strict(version.schema)))
         yield path
+
+
+def install(api_client: Any, timeout_s: float = 60.0) -> list[str]:
+    """Create every upstream CRD on a test kube-apiserver (tests/support/envtest.py) and wait
+    until each is Established, so the server enforces the real schemas. Returns their names."""
+    import time
+
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    ext = client.ApiextensionsV1Api(api_client)
+    names = []
+    for doc in crd_documents():
+        body = copy.deepcopy(doc)
+        body["metadata"] = {"name": doc["metadata"]["name"]}  # drop published annotations/status
+        body.pop("status", None)
+        try:
+            ext.create_custom_resource_definition(body)
+        except ApiException as exc:
+            if exc.status != 409:  # already installed by another test module: same content
+                raise
+        names.append(body["metadata"]["name"])
+    deadline = time.monotonic() + timeout_s
+    for name in names:
+        while True:
+            crd: Any = ext.read_custom_resource_definition(name)
+            conditions = (crd.status.conditions or []) if crd.status else []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CRD {name} not Established after {timeout_s:.0f}s")
+            time.sleep(0.1)
+    return names
