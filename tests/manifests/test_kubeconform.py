@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mk8s.inventory import Environment
+from mk8s.inventory.model import Environment
 from tests.manifests.conftest import Rendered, variant
 from tests.support import kubeconform
 
