@@ -313,7 +313,7 @@ def _status_yaml(state: dict[str, Any], name: str) -> None:
         status = "enabled" if addon in cluster["addons"] else "disabled"
         out(
             f"  - name: {addon}",
-            "    repository: core",
+            f"    repository: {'community' if addon == 'argocd' else 'core'}",
             f"    description: the {addon} add-on",
             "    version: 1.33",
             f"    status: {status}",
@@ -484,12 +484,19 @@ def _enable(state: dict[str, Any], name: str, argv: list[str]) -> None:
         "observability",
         "community",
     }
-    if addon not in known:
+    # Community add-ons resolve only once `community` added its repository; before that MK
+    # scripts/wrappers/common/utils.py (1.33) parse_xable_addon_args names the repository.
+    community = {"argocd"} if "community" in cluster["addons"] else set()
+    if addon not in known | community:
         out(f"Addon {addon} was not found in any repository")
+        if addon == "argocd":
+            out("To use the community maintained flavor enable the respective repository:")
+            out("", "    microk8s enable community", "")
         raise ExitError(1)
-    err(f"Infer repository core for addon {addon}")
+    repo = "community" if addon in community else "core"
+    err(f"Infer repository {repo} for addon {addon}")
     if addon in cluster["addons"]:
-        out(f"Addon core/{addon} is already enabled")
+        out(f"Addon {repo}/{addon} is already enabled")
         return
     if addon == "metallb" and not args:
         out(
