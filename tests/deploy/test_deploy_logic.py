@@ -205,8 +205,10 @@ def test_kinds_the_cluster_does_not_serve_are_named_before_anything_runs() -> No
     with pytest.raises(UserError) as err:
         run(api, [*DESIRED, schedule])
     assert err.value.lines == (
-        "the cluster does not serve metallb.io/v1beta1 IPAddressPool: enable its add-on / install its CRDs (docs/deploy.md)",
-        "the cluster does not serve velero.io/v1 Schedule: enable its add-on / install its CRDs (docs/deploy.md)",
+        "the cluster does not serve metallb.io/v1beta1 IPAddressPool: MetalLB missing; "
+        "microk8s enable metallb:RANGE (invoke bootstrap)",
+        "the cluster does not serve velero.io/v1 Schedule: Velero's CRDs missing; velero install "
+        "--crds-only --dry-run -o yaml | microk8s kubectl apply -f - (Velero CLI v1.16.1)",
     )
     assert api.calls == []
 
