@@ -256,6 +256,7 @@ class HttpProbe:
     status: int | None
     body: str = ""
     error: str = ""
+    location: str = ""  # the Location header of a redirect
 
 
 def ingress_routes(

@@ -473,24 +473,36 @@ def tls_ingress() -> Iterator[tuple[int, int]]:
         server.server_close()
 
 
-def test_ingress_probe_follows_the_https_redirect_to_the_app(
+def test_ingress_probe_starts_on_https_where_the_app_is_routed(
     api: Any, namespace: str, tls_ingress: tuple[int, int]
 ) -> None:
-    http_port, https_port = tls_ingress
+    _, https_port = tls_ingress
     make_ingress(api, namespace, HOST, "sample-app")
-    probe = kf.ingress_probe("127.0.0.1", HOST, "/hostname", http_port, https_port)
+    probe = kf.ingress_probe("127.0.0.1", HOST, "/hostname", https_port)
     ingresses = [i for i in kf.read_ingresses(api) if i.namespace == namespace]
     verdict = cluster.ingress_routes(ingresses, HOST, "sample-app", probe, "sample-app")
     assert verdict.passed, verdict
     assert probe.url.startswith("https://")
 
 
-def test_ingress_probe_reports_a_redirect_to_nowhere(
-    api: Any, namespace: str, tls_ingress: tuple[int, int]
-) -> None:
+def test_plain_http_redirects_to_https(tls_ingress: tuple[int, int]) -> None:
     http_port, _ = tls_ingress
+    probe = kf.http_redirect_probe("127.0.0.1", HOST, "/hostname", http_port)
+    assert kf.redirects_to_https(probe), probe
+    assert probe.location == f"https://{HOST}/hostname"
+
+
+def test_plain_http_answering_404_is_no_redirect(tls_ingress: tuple[int, int]) -> None:
+    # Traefik without a router on `web` for the host: 404 on HTTP (issue 13).
+    _, https_port = tls_ingress
+    probe = kf.http_get(f"https://127.0.0.1:{https_port}/", host="other.example", verify=False)
+    assert probe.status == 404
+    assert not kf.redirects_to_https(probe)
+
+
+def test_ingress_probe_reports_an_https_port_that_does_not_answer(api: Any, namespace: str) -> None:
     make_ingress(api, namespace, HOST, "sample-app")
-    probe = kf.ingress_probe("127.0.0.1", HOST, "/hostname", http_port, _closed_port())
+    probe = kf.ingress_probe("127.0.0.1", HOST, "/hostname", _closed_port())
     ingresses = [i for i in kf.read_ingresses(api) if i.namespace == namespace]
     verdict = cluster.ingress_routes(ingresses, HOST, "sample-app", probe, "sample-app")
     assert not verdict.passed
