@@ -46,9 +46,16 @@ def crd_dir() -> Path:
 
 @cache
 def crd_documents() -> tuple[Obj, ...]:
-    """Every CRD in the shared directory, as published (sorted by file name)."""
+    """Every CRD in the shared directory, as published (sorted by file name). Missing shared/
+    fails the test with where it looked (never a skip)."""
+    import pytest
+
+    try:
+        directory = crd_dir()
+    except UpstreamMissingError as exc:
+        pytest.fail(str(exc), pytrace=False)
     docs: list[Obj] = []
-    for path in sorted(crd_dir().glob("*.yaml")):
+    for path in sorted(directory.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc.get("kind") == "CustomResourceDefinition":
                 docs.append(doc)
