@@ -13,7 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mk8s.edges.kube import Obj, Ref
-from mk8s.render.manifests import CEPH_DRIVER, CEPH_FSID_ANNOTATION, CEPH_NAMESPACE
+from mk8s.render.manifests import (
+    CEPH_DRIVER,
+    CEPH_FSID_ANNOTATION,
+    CEPH_NAMESPACE,
+    INGRESS_NAMESPACE,
+    TRAEFIK_SERVICE,
+)
 
 # Where each custom API group comes from, and the command that brings it.
 KIND_SOURCES: dict[str, tuple[str, str]] = {
@@ -65,6 +71,9 @@ def csi_driver(name: str) -> Ref:
 
 CEPH_MON_SECRET = Ref("v1", "Secret", CEPH_NAMESPACE, "rook-ceph-mon")
 CEPH_MON_ENDPOINTS = Ref("v1", "ConfigMap", CEPH_NAMESPACE, "rook-ceph-mon-endpoints")
+# The overlay co-owns a few fields of the Traefik chart's Service; the chart must have made it
+# (an apply alone would create a Service without ports, which the API server rejects).
+TRAEFIK = Ref("v1", "Service", INGRESS_NAMESPACE, TRAEFIK_SERVICE)
 
 
 def needs(desired: Sequence[Obj]) -> Needs:
@@ -74,6 +83,8 @@ def needs(desired: Sequence[Obj]) -> Needs:
     objects: list[Ref] = []
     fsid = pool = None
     for o in desired:
+        if Ref.of(o) == TRAEFIK:
+            objects.append(TRAEFIK)
         if o["kind"] != "StorageClass" or o["provisioner"] in BUILT_IN_PROVISIONERS:
             continue
         objects.append(csi_driver(o["provisioner"]))
@@ -94,6 +105,11 @@ def _install(obj: Ref, env: str, needs_: Needs) -> str:
         )
     if obj == csi_driver(CEPH_DRIVER):
         return "the Rook Ceph CSI driver is not installed: microk8s enable rook-ceph"
+    if obj == TRAEFIK:
+        return (
+            f"the Traefik chart's {obj} is missing: microk8s enable ingress "
+            "(channels >= 1.35 install Traefik)"
+        )
     if obj in (CEPH_MON_SECRET, CEPH_MON_ENDPOINTS):
         return f"the Ceph connection is missing ({obj}): {connect_command(env, needs_)}"
     return f"{obj} is missing"

@@ -17,7 +17,7 @@ import yaml
 from mk8s.deploy import decide as deploy_decide
 from mk8s.deploy import flow as deploy_flow
 from mk8s.edges.kube import KubeApi, Ref
-from mk8s.errors import OperationFailedError
+from mk8s.errors import OperationFailedError, UserError
 from mk8s.inventory.load import load_environment
 from mk8s.render.manifests import SecretRef, secret_refs
 from tests.manifests.conftest import ROOT, render
@@ -294,6 +294,52 @@ def test_a_kubeconfig_the_server_refuses_is_one_clear_line(
         f"the API server at {kube_apiserver.url} refused the kubeconfig's credentials "
         "(401 Unauthorized)",
     )
+
+
+def chart_traefik_service() -> Obj:
+    """The Service traefik-helm-chart v37.4.0 renders for the add-on's values
+    (microk8s-core-addons@1.35:addons/ingress/values.yaml): ports web 80 and websecure 443,
+    type LoadBalancer, externalTrafficPolicy left to the default (Cluster)."""
+    return {
+        "metadata": {
+            "name": "traefik",
+            "namespace": "ingress",
+            "labels": {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/managed-by": "Helm"},
+            "annotations": {"meta.helm.sh/release-name": "traefik"},
+        },
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": {"app.kubernetes.io/name": "traefik"},
+            "ports": [
+                {"name": "web", "port": 80, "targetPort": "web", "protocol": "TCP"},
+                {"name": "websecure", "port": 443, "targetPort": "websecure", "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+def test_the_traefik_overlay_co_owns_the_charts_service(
+    api: KubeApi, kube_apiserver: KubeApiServer, tmp_path: Path
+) -> None:
+    from tests.manifests.conftest import variant
+
+    env = variant("prod", ingress__controller="traefik", microk8s__channel="1.35/stable")
+    objects = render(env, tmp_path).objects
+    core = kubernetes.client.CoreV1Api(kube_apiserver.api_client())
+    with pytest.raises(UserError, match="Service ingress/traefik is missing"):
+        deploy_flow.read_facts(api, objects, "prod")
+    core.create_namespaced_service("ingress", chart_traefik_service())
+    plan = deploy_flow.deploy(api, objects, [], "prod", True, 5, lambda _: None)
+    assert "Service ingress/traefik" in {str(c.ref) for c in plan.by_action("update")}
+    (service,) = [
+        o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "traefik"
+    ]
+    api.apply(service, dry_run=False)
+    live = core.read_namespaced_service("traefik", "ingress")
+    assert live.spec.external_traffic_policy == "Local"
+    assert live.metadata.annotations["metallb.io/loadBalancerIPs"] == "192.168.30.50"
+    assert [p.port for p in live.spec.ports] == [80, 443]  # the chart's fields stay
+    assert live.spec.selector == {"app.kubernetes.io/name": "traefik"}
 
 
 def test_stage_with_its_secrets_deploys_and_converges(

@@ -116,3 +116,18 @@ def test_deploy_stops_before_the_dry_run_when_a_piece_is_missing(
         flow.read_facts(api, overlays["prod"], "prod")
     assert any(line.startswith("csi-driver-nfs is not installed") for line in err.value.lines)
     assert not [c for c in api.calls if c.startswith("apply")]
+
+
+def test_traefik_overlay_needs_the_charts_service(tmp_path: Path) -> None:
+    from tests.manifests.conftest import variant
+
+    env = variant("prod", ingress__controller="traefik", microk8s__channel="1.35/stable")
+    needs = pre.needs(render(env, tmp_path).objects)
+    assert pre.TRAEFIK in needs.objects
+    served, present = healthy(needs)
+    assert pre.missing(needs, served, present, "prod") == []
+    del present[pre.TRAEFIK]
+    assert pre.missing(needs, served, present, "prod") == [
+        "the Traefik chart's Service ingress/traefik is missing: microk8s enable ingress "
+        "(channels >= 1.35 install Traefik)"
+    ]
