@@ -340,6 +340,7 @@ def test_the_traefik_overlay_co_owns_the_charts_service(
     assert live.metadata.annotations["metallb.io/loadBalancerIPs"] == "192.168.30.50"
     assert [p.port for p in live.spec.ports] == [80, 443]  # the chart's fields stay
     assert live.spec.selector == {"app.kubernetes.io/name": "traefik"}
+    assert live.metadata.labels["app.kubernetes.io/managed-by"] == "Helm"
 
 
 def test_stage_with_its_secrets_deploys_and_converges(

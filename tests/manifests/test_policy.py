@@ -255,7 +255,12 @@ def test_traefik_shares_the_charts_service_pinned_and_keeping_client_ips(
     assert svc["metadata"]["annotations"] == {
         "metallb.io/loadBalancerIPs": str(env.network.metallb_range.start),
         "mk8s.io/prune": "disabled",  # the chart's object: configured, never deleted
+        "mk8s.io/managed-by-label": "Helm",
     }
+    # Helm's label survives the overlay's labels: the forced apply never takes it over.
+    assert svc["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    others = [s for s in r.objects if s["metadata"]["name"] != "traefik"]
+    assert {o["metadata"]["labels"]["app.kubernetes.io/managed-by"] for o in others} == {"mk8s"}
 
 
 # --- TLS and DNS ---------------------------------------------------------------------------

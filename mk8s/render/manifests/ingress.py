@@ -29,6 +29,11 @@ EXTERNAL_DNS_TARGET = "external-dns.kubernetes.io/target"
 # (traefik-helm-chart@v37.4.0:traefik/templates/_service.tpl traefik.service-name), type
 # LoadBalancer (values.yaml service.type).
 TRAEFIK_SERVICE = "traefik"
+# The chart's Service keeps the label Helm gave it (app.kubernetes.io/managed-by: Helm): the
+# overlay's labels would take that field over through the forced apply. Kustomize runs
+# `replacements` after `labels`, so the kustomization copies this annotation's value back
+# into the label (mk8s.render.manifests.kustomization).
+HELM_MANAGED_BY = "mk8s.io/managed-by-label"
 # Router references `<namespace>-<name>@kubernetescrd` (Traefik's Kubernetes CRD provider).
 REDIRECT_MIDDLEWARE = "redirect-https"
 
@@ -70,9 +75,25 @@ def traefik_service(env: Environment) -> Obj:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": meta(
-            TRAEFIK_SERVICE, INGRESS_NAMESPACE, annotations=ingress_lb_annotations(env) | NO_PRUNE
+            TRAEFIK_SERVICE,
+            INGRESS_NAMESPACE,
+            annotations=ingress_lb_annotations(env) | NO_PRUNE | {HELM_MANAGED_BY: "Helm"},
         ),
         "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local"},
+    }
+
+
+def keep_helm_label() -> Obj:
+    """The kustomize replacement that gives the chart's Service its Helm label back."""
+    where = {"kind": "Service", "name": TRAEFIK_SERVICE, "namespace": INGRESS_NAMESPACE}
+    return {
+        "source": where | {"fieldPath": f"metadata.annotations.[{HELM_MANAGED_BY}]"},
+        "targets": [
+            {
+                "select": where,
+                "fieldPaths": ["metadata.labels.[app.kubernetes.io/managed-by]"],
+            }
+        ],
     }
 
 

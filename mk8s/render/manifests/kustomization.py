@@ -26,6 +26,7 @@ from mk8s.render.manifests.common import (
 from mk8s.render.manifests.gitops import APPS_FILE, argocd_children, argocd_root
 from mk8s.render.manifests.ingress import (
     ingress_lb_annotations,
+    keep_helm_label,
     metallb,
     nginx_configmap_patch,
     sample_app_ingress_patch,
@@ -123,7 +124,7 @@ def _files(env: Environment) -> Iterator[tuple[str, str]]:
     for team in env.teams:
         yield f"{DIR}/teams/{team.name}/kustomization.yaml", dump([team_kustomization(team)])
 
-    kustomization = {
+    kustomization: Obj = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": [
@@ -136,6 +137,8 @@ def _files(env: Environment) -> Iterator[tuple[str, str]]:
         # Every object carries mk8s' labels: `invoke deploy` prunes only objects that carry them.
         "labels": [{"pairs": labels(env), "includeSelectors": False}],
     }
+    if env.ingress.controller == "traefik":
+        kustomization["replacements"] = [keep_helm_label()]
     header = (
         f"# Rendered by `invoke plan --env {env.name}` from inventory values; do not edit.\n"
         f"# `kustomize build build/{env.name}/{DIR}` is what `invoke deploy` applies.\n"
