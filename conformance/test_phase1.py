@@ -83,6 +83,8 @@ def test_ingress_routes_host_to_sample_app(env: Environment, kube: Any, criterio
     c: Criterion = criterion("phase1.ingress")
     host = app_host(env)
     # The MicroK8s ingress controller listens with hostPorts on every node.
+    plain = kf.http_redirect_probe(str(env.first_node.ip), host, SAMPLE_PATH)
+    c.check(cluster.https_redirect(host, plain))
     probe = kf.ingress_probe(str(env.first_node.ip), host, SAMPLE_PATH)
     c.check(cluster.ingress_routes(kf.read_ingresses(kube), host, SAMPLE_APP, probe, SAMPLE_APP))
 

@@ -498,6 +498,29 @@ def test_plain_http_answering_404_is_no_redirect(tls_ingress: tuple[int, int]) -
     probe = kf.http_get(f"https://127.0.0.1:{https_port}/", host="other.example", verify=False)
     assert probe.status == 404
     assert not kf.redirects_to_https(probe)
+    verdict = cluster.https_redirect(HOST, probe)
+    assert not verdict.passed
+    assert verdict.measured == "HTTP 404"
+    assert "no redirect to HTTPS" in verdict.message
+
+
+def test_https_redirect_verdict_passes_on_a_redirect_to_https(
+    tls_ingress: tuple[int, int],
+) -> None:
+    http_port, _ = tls_ingress
+    probe = kf.http_redirect_probe("127.0.0.1", HOST, "/hostname", http_port)
+    verdict = cluster.https_redirect(HOST, probe)
+    assert verdict.passed, verdict
+    assert verdict.measured == "HTTP 308"
+
+
+def test_https_redirect_verdict_fails_on_a_redirect_to_plain_http() -> None:
+    from mk8s.checks.cluster import HttpProbe
+
+    probe = HttpProbe("http://127.0.0.1/", 301, location="http://app.example.com/")
+    verdict = cluster.https_redirect(HOST, probe)
+    assert not verdict.passed
+    assert "to http://app.example.com/" in verdict.message
 
 
 def test_ingress_probe_reports_an_https_port_that_does_not_answer(api: Any, namespace: str) -> None:
