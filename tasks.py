@@ -293,6 +293,37 @@ def deploy(
     )
 
 
+@task(help=ENV_HELP | {"dry_run": "list the files that would be committed, touch no repository"})
+@user_errors
+def publish(c: Context, env: str, dry_run: bool = False) -> None:
+    """Commit the built platform manifests of ENV to gitops.repo_url (path, branch) for Argo CD."""
+    from mk8s.console import console
+    from mk8s.deploy import publish as publishing
+    from mk8s.edges import kustomize
+    from mk8s.inventory.load import load_environment
+    from mk8s.render import manifests
+    from mk8s.render.build import build_dir, write_plan
+    from mk8s.render.plan import build_plan
+
+    environment = load_environment(env)
+    publishing.check_publishable(environment)
+    out = build_dir(environment.name)
+    write_plan(build_plan(environment), out)  # publish commits exactly what plan renders now
+    objects = kustomize.build(out / manifests.DIR)
+    result = publishing.publish(environment, out, objects, dry_run=dry_run)
+    where = f"{result.repo_url} {result.branch}:{result.root}"
+    for name in result.files:
+        console.print(f"  {result.root}/{name}", soft_wrap=True, markup=False)
+    if dry_run:
+        console.print(f"{environment.name}: dry run, would publish to {where}", markup=False)
+    elif result.commit is None:
+        console.print(f"{environment.name}: {where} already up to date", markup=False)
+    else:
+        console.print(
+            f"{environment.name}: published {result.commit[:12]} to {where}", markup=False
+        )
+
+
 # --- evidence: load tests, report, promotion ---
 
 

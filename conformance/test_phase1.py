@@ -85,10 +85,13 @@ def test_ingress_routes_host_to_sample_app(env: Environment, kube: Any, criterio
     pod answers through every node's ingress controller and through the MetalLB IP."""
     c: Criterion = criterion("phase1.ingress")
     host = app_host(env)
-    # The controller's Service ingress/ingress-lb holds the pinned MetalLB address.
+    # Plain HTTP redirects to HTTPS (ingress-nginx's ssl-redirect, mk8s' Traefik redirect).
+    plain = kf.http_redirect_probe(ingress_address(env), host, SAMPLE_PATH)
+    # The controller's Service holds the pinned MetalLB address.
     answers = [*sf.through_nodes(env.nodes, host), sf.through_lb(ingress_address(env), host)]
     pods = sf.ready_pod_names(kube, SAMPLE_NS, SELECTOR)
-    c.check(serving.ingress(kf.read_ingresses(kube), SAMPLE_NS, host, SAMPLE_APP, answers, pods))
+    routed = serving.ingress(kf.read_ingresses(kube), SAMPLE_NS, host, SAMPLE_APP, answers, pods)
+    c.check(all_of([cluster.https_redirect(host, plain), routed], routed.expected))
 
 
 def test_tls_staging_certificate(

@@ -300,6 +300,14 @@ def monitoring_by_addon(env: Environment) -> bool:
     return env.monitoring.enabled and env.monitoring.stack == "observability"
 
 
+def gitops_addons(env: Environment) -> list[str]:
+    """What installs Argo CD where the inventory asks for GitOps: `community` adds the community
+    repository (microk8s-core-addons@1.33:addons.yaml, add-on `community`), whose `argocd`
+    installs chart argo-cd 5.34.3, Argo CD 2.7.2, into namespace argocd
+    (microk8s-community-addons@1.33:addons/argocd/enable, addons.yaml)."""
+    return ["community", "argocd"] if env.gitops.enabled else []
+
+
 def wanted_addons(env: Environment) -> list[str]:
     """The environment's add-ons in enable order; rbac always (PRD), no dashboard on prod,
     observability last when the inventory monitors through it: the add-on only monitors the
@@ -307,6 +315,7 @@ def wanted_addons(env: Environment) -> list[str]:
     names = [n for n in env.microk8s.addons if n != "observability"]
     if "rbac" not in names:
         names.append("rbac")
+    names += [n for n in gitops_addons(env) if n not in names]
     if monitoring_by_addon(env) or "observability" in env.microk8s.addons:
         names.append("observability")
     if env.effective_tier == "prod":

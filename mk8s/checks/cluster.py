@@ -240,6 +240,24 @@ class HttpProbe:
     status: int | None
     body: str = ""
     error: str = ""
+    location: str = ""  # the Location header of a redirect
+
+
+REDIRECT_STATUSES = (301, 302, 307, 308)
+
+
+def https_redirect(host: str, probe: HttpProbe) -> Verdict:
+    """Plain HTTP for `host` answers a redirect to https://, as ingress-nginx's ssl-redirect
+    does and mk8s' Traefik redirect router (Middleware redirect-https) does: never the app in
+    clear text, never Traefik's 404 for a TLS-only router (issue 13)."""
+    expected = f"http://{host} redirects to https://"
+    if probe.status is None:
+        return failed("no answer", expected, f"{probe.url}: {probe.error}")
+    measured = f"HTTP {probe.status}"
+    if probe.status in REDIRECT_STATUSES and probe.location.startswith("https://"):
+        return passed(measured, expected, f"{probe.url} redirects to {probe.location}")
+    where = f" to {probe.location}" if probe.location else ", no redirect to HTTPS"
+    return failed(measured, expected, f"{probe.url} answered HTTP {probe.status}{where}")
 
 
 @dataclass(frozen=True)

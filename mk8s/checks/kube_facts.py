@@ -497,25 +497,34 @@ def http_get(
             )
     except requests.RequestException as exc:
         return HttpProbe(url, None, error=exc.__class__.__name__ + ": " + str(exc)[:200])
-    return HttpProbe(url, resp.status_code, resp.text[:2000])
+    return HttpProbe(
+        url, resp.status_code, resp.text[:2000], location=resp.headers.get("Location", "")
+    )
 
 
 REDIRECTS = (301, 302, 307, 308)
 
 
-def ingress_probe(
-    address: str, host: str, path: str, http_port: int = 80, https_port: int = 443
-) -> HttpProbe:
-    """GET `path` for `host` through the ingress controller at `address`.
+def ingress_probe(address: str, host: str, path: str, https_port: int = 443) -> HttpProbe:
+    """GET `path` for `host` over HTTPS through the ingress controller at `address`.
 
-    ingress-nginx redirects HTTP to HTTPS (308) for hosts with TLS, so a redirect is followed
-    to the same address over HTTPS. The certificate is not verified here: routing is what this
+    It starts on https://, where the app is served with either controller: on Traefik the app's
+    router is TLS-only on `websecure`, and plain HTTP only ever redirects (ingress-nginx
+    ssl-redirect, mk8s' Traefik redirect router), so a start on http:// judged the redirect or
+    a 404, not the route (issue 13). The certificate is not verified here: routing is what this
     probe shows; the certificate is judged from its Certificate object (phase1.tls).
     """
-    probe = http_get(f"http://{address}:{http_port}{path}", host=host)
-    if probe.status in REDIRECTS:
-        probe = http_get(f"https://{address}:{https_port}{path}", host=host, verify=False)
-    return probe
+    return http_get(f"https://{address}:{https_port}{path}", host=host, verify=False)
+
+
+def http_redirect_probe(address: str, host: str, path: str, http_port: int = 80) -> HttpProbe:
+    """Plain HTTP for `host` at `address`, redirects not followed: a healthy ingress answers
+    one of REDIRECTS with a Location on https:// (see `redirects_to_https`)."""
+    return http_get(f"http://{address}:{http_port}{path}", host=host)
+
+
+def redirects_to_https(probe: HttpProbe) -> bool:
+    return probe.status in REDIRECTS and probe.location.startswith("https://")
 
 
 def count_prometheus_rules(api: client.ApiClient) -> int:

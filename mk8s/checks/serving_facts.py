@@ -28,21 +28,20 @@ def ready_pod_names(api: client.ApiClient, namespace: str, selector: str) -> lis
     return sorted(names)
 
 
-def through_lb(ip: str, host: str, port: int = 80, https_port: int = 443) -> Answer:
-    """GET /hostname for `host` at the MetalLB IP (HTTP, following ingress-nginx's redirect)."""
-    probe = kf.ingress_probe(ip, host, HOSTNAME_PATH, http_port=port, https_port=https_port)
+def through_lb(ip: str, host: str, https_port: int = 443) -> Answer:
+    """GET /hostname for `host` at the MetalLB IP, over HTTPS where the app is routed with
+    either controller (plain HTTP only redirects; `cluster.https_redirect` judges that)."""
+    probe = kf.ingress_probe(ip, host, HOSTNAME_PATH, https_port=https_port)
     return Answer(f"LB {ip}", probe)
 
 
-def through_nodes(
-    nodes: Sequence[NodeSpec], host: str, port: int = 80, https_port: int = 443
-) -> list[Answer]:
+def through_nodes(nodes: Sequence[NodeSpec], host: str, https_port: int = 443) -> list[Answer]:
     """The same request to every node's ingress hostPort: a node whose controller is down or
     serves something else fails on its own, not hidden behind node 1."""
     return [
         Answer(
             f"node {n.name} ({n.ip})",
-            kf.ingress_probe(str(n.ip), host, HOSTNAME_PATH, http_port=port, https_port=https_port),
+            kf.ingress_probe(str(n.ip), host, HOSTNAME_PATH, https_port=https_port),
         )
         for n in nodes
     ]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from mk8s.deploy import prerequisites
 from mk8s.deploy.decide import (
     ENV_LABEL,
     MANAGED_BY,
@@ -89,18 +90,28 @@ class Facts:
     labelled: list[Obj]
 
 
+def missing_prerequisites(api: Api, desired: Sequence[Obj], env: str) -> list[str]:
+    """Every kind the server does not serve and every piece MicroK8s does not ship (CSI
+    drivers, the Ceph connection), each with the command that installs it."""
+    needs = prerequisites.needs(desired)
+    served = {k: api.served(*k) for k in needs.kinds}
+    present = {ref: api.get(ref) for ref in needs.objects}
+    native = sorted({(o["apiVersion"], o["kind"]) for o in desired} - set(needs.kinds))
+    lines = [
+        f"the cluster does not serve {a} {k}: a built-in kind of another Kubernetes minor"
+        for a, k in native
+        if not api.served(a, k)
+    ]
+    return lines + prerequisites.missing(needs, served, present, env)
+
+
 def read_facts(api: Api, desired: Sequence[Obj], env: str) -> Facts:
     """Live state, the server's dry-run answers and mk8s-labelled objects. Reports every
     kind the server does not serve and every object it would reject, all at once."""
     kinds = sorted({(o["apiVersion"], o["kind"]) for o in desired})
-    unserved = [f"{a} {k}" for a, k in kinds if not api.served(a, k)]
-    if unserved:
-        raise UserError(
-            *(
-                f"the cluster does not serve {u}: enable its add-on / install its CRDs (docs/deploy.md)"
-                for u in unserved
-            )
-        )
+    absent = missing_prerequisites(api, desired, env)
+    if absent:
+        raise UserError(*absent)
     live = {Ref.of(o): api.get(Ref.of(o)) for o in desired}
     new_namespaces = {
         r.name for r, current in live.items() if r.kind == "Namespace" and current is None

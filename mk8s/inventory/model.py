@@ -69,6 +69,17 @@ def _domain(value: str) -> str:
 
 
 EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
+
+
+def _repo_path(value: str) -> str:
+    parts = value.split("/")
+    if not all(REPO_PATH_PART.match(p) and p not in (".", "..") for p in parts):
+        raise ValueError("must be a relative directory in the repository, like clusters/dev")
+    return value
+
+
+REPO_PATH_PART = re.compile(r"^[A-Za-z0-9._-]+$")
+RepoPath = Annotated[str, AfterValidator(_repo_path)]
 DomainName = Annotated[str, AfterValidator(_domain)]
 
 
@@ -358,7 +369,11 @@ class Monitoring(Model):
 class GitOps(Model):
     enabled: bool = True
     repo_url: str = Field(default="https://git.example.com/platform/mk8s.git", pattern=r"^\S+$")
-    revision: str = "main"
+    # The branch Argo CD follows and `invoke publish` pushes to.
+    revision: str = Field(default="main", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+    # This environment's directory in the repository (default clusters/ENV): `invoke publish`
+    # commits the built manifests there, the Applications point at it.
+    path: RepoPath | None = None
     auto_sync: bool = True
 
 

@@ -38,7 +38,27 @@ def test_no_dashboard_on_prod_and_rbac_always() -> None:
             "microk8s": prod.microk8s.model_copy(update={"addons": ["dns", "dashboard", "ingress"]})
         }
     )
-    assert formation.wanted_addons(prod) == ["dns", "rbac", "ingress", "observability"]
+    assert formation.wanted_addons(prod) == [
+        "dns",
+        "rbac",
+        "ingress",
+        "community",
+        "argocd",
+        "observability",
+    ]
+
+
+def test_gitops_brings_the_community_repository_then_argocd() -> None:
+    stage = load_environment("stage", root=ROOT)
+    assert stage.gitops.enabled
+    wanted = formation.wanted_addons(stage)
+    assert wanted.index("community") == wanted.index("argocd") - 1
+    status = Status("running", (), {"community": "enabled"})
+    cmds = formation.addon_commands(stage, status)
+    assert ["microk8s", "enable", "argocd"] in cmds
+    assert ["microk8s", "enable", "community"] not in cmds  # enabled already: converged
+    off = stage.model_copy(update={"gitops": stage.gitops.model_copy(update={"enabled": False})})
+    assert not {"community", "argocd"} & set(formation.wanted_addons(off))
 
 
 def test_csr_template_gets_the_next_free_ip_number_before_moreips() -> None:

@@ -41,12 +41,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.fixture(scope="session")
 def crds(kube_apiserver: KubeApiServer) -> list[str]:
-    """Install the minimal CRDs (cert-manager Certificate, Velero, PrometheusRule) once."""
+    """Install the upstream CRDs (cert-manager's Certificate among them, shared/upstream/crds)
+    and the minimal ones for kinds it does not hold (Velero Backup/Restore, PrometheusRule)."""
     from kubernetes import client
+
+    from tests.support import upstream
 
     api = kube_apiserver.api_client()
     ext = client.ApiextensionsV1Api(api)
-    names = []
+    names = upstream.install(api)
     for doc in yaml.safe_load_all((FIXTURES / "crds.yaml").read_text()):
         names.append(doc["metadata"]["name"])
         ext.create_custom_resource_definition(doc)

@@ -9,6 +9,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import dns.message
@@ -277,6 +278,106 @@ def test_pod_start_fails_when_never_ready(api: Any, namespace: str) -> None:
     assert not verdict.passed
     assert "never became Ready" in verdict.message
     assert client.CoreV1Api(api).list_namespaced_pod(namespace).items == []  # cleaned up
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when the block ends
+
+
+# --- the ingress probe follows ingress-nginx's HTTP -> HTTPS redirect ------------------------------
+
+
+@pytest.fixture
+def tls_ingress() -> Iterator[tuple[int, int]]:
+    """Like ingress-nginx for a host with TLS: HTTP answers 308 to HTTPS; HTTPS (a trustme
+    certificate the client does not trust, like LE staging) serves the app."""
+    import ssl
+
+    import trustme
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(308)
+            self.send_header("Location", f"https://{HOST}{self.path}")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class App(Redirect):
+        def do_GET(self) -> None:
+            body = b"sample-app-7d4b9c-x2x" if self.headers.get("Host") == HOST else b"404"
+            self.send_response(200 if self.headers.get("Host") == HOST else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(HOST).configure_cert(context)
+    plain = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    secure = ThreadingHTTPServer(("127.0.0.1", 0), App)
+    secure.socket = context.wrap_socket(secure.socket, server_side=True)
+    for server in (plain, secure):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield int(plain.server_address[1]), int(secure.server_address[1])
+    for server in (plain, secure):
+        server.shutdown()
+        server.server_close()
+
+
+def test_ingress_probe_starts_on_https_where_the_app_is_routed(
+    tls_ingress: tuple[int, int],
+) -> None:
+    _, https_port = tls_ingress
+    probe = kf.ingress_probe("127.0.0.1", HOST, "/hostname", https_port)
+    assert (probe.status, probe.body) == (200, "sample-app-7d4b9c-x2x"), probe
+    assert probe.url.startswith("https://")
+
+
+def test_plain_http_redirects_to_https(tls_ingress: tuple[int, int]) -> None:
+    http_port, _ = tls_ingress
+    probe = kf.http_redirect_probe("127.0.0.1", HOST, "/hostname", http_port)
+    assert kf.redirects_to_https(probe), probe
+    assert probe.location == f"https://{HOST}/hostname"
+
+
+def test_plain_http_answering_404_is_no_redirect(tls_ingress: tuple[int, int]) -> None:
+    # Traefik without a router on `web` for the host: 404 on HTTP (issue 13).
+    _, https_port = tls_ingress
+    probe = kf.http_get(f"https://127.0.0.1:{https_port}/", host="other.example", verify=False)
+    assert probe.status == 404
+    assert not kf.redirects_to_https(probe)
+    verdict = cluster.https_redirect(HOST, probe)
+    assert not verdict.passed
+    assert verdict.measured == "HTTP 404"
+    assert "no redirect to HTTPS" in verdict.message
+
+
+def test_https_redirect_verdict_passes_on_a_redirect_to_https(
+    tls_ingress: tuple[int, int],
+) -> None:
+    http_port, _ = tls_ingress
+    probe = kf.http_redirect_probe("127.0.0.1", HOST, "/hostname", http_port)
+    verdict = cluster.https_redirect(HOST, probe)
+    assert verdict.passed, verdict
+    assert verdict.measured == "HTTP 308"
+
+
+def test_https_redirect_verdict_fails_on_a_redirect_to_plain_http() -> None:
+    from mk8s.checks.cluster import HttpProbe
+
+    probe = HttpProbe("http://127.0.0.1/", 301, location="http://app.example.com/")
+    verdict = cluster.https_redirect(HOST, probe)
+    assert not verdict.passed
+    assert "to http://app.example.com/" in verdict.message
+
+
+def test_ingress_probe_reports_an_https_port_that_does_not_answer() -> None:
+    probe = kf.ingress_probe("127.0.0.1", HOST, "/hostname", _closed_port())
+    assert probe.status is None and probe.error, probe
 
 
 # --- monitoring and alerting -------------------------------------------------------------------

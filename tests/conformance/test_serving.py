@@ -79,7 +79,7 @@ class App:
     lb_ip: str
 
     def answers(self) -> list[serving.Answer]:
-        return sf.through_nodes(self.env.nodes, self.host, self.rig.http_port, self.rig.https_port)
+        return sf.through_nodes(self.env.nodes, self.host, https_port=self.rig.https_port)
 
     def ingress_verdict(self) -> Any:
         live = sf.ready_pod_names(self.api, self.namespace, APP_SELECTOR)
@@ -88,18 +88,14 @@ class App:
                                "sample-app", answers, live)  # fmt: skip
 
     def lb_answer(self) -> serving.Answer:
-        return sf.through_lb(self.lb_ip, self.host, self.rig.http_port, self.rig.https_port)
+        return sf.through_lb(self.lb_ip, self.host, https_port=self.rig.https_port)
 
     def lb_verdict(self, ips: list[str] | None = None) -> Any:
         kf.create_lb_service(self.api, self.namespace, "lb-probe", {"app": "ingress"}, 80)
         for ip in ips if ips is not None else [self.lb_ip]:
             assign_lb_ip(self.api, self.namespace, "lb-probe", ip)
         got = kf.wait_lb_ips(self.api, self.namespace, "lb-probe", timeout_s=1.0, poll_s=0.1)
-        answer = (
-            sf.through_lb(got[0], self.host, self.rig.http_port, self.rig.https_port)
-            if got
-            else None
-        )
+        answer = sf.through_lb(got[0], self.host, https_port=self.rig.https_port) if got else None
         live = sf.ready_pod_names(self.api, self.namespace, APP_SELECTOR)
         return serving.loadbalancer(f"Service {self.namespace}/lb-probe", got,
                                     self.env.network.metallb_range, answer, live)  # fmt: skip

@@ -122,10 +122,25 @@ def _prepare_cluster(api: Any, names: list[str], domain: str) -> None:
 
 @contextlib.contextmanager
 def serving(address: str, host: str) -> Iterator[None]:
-    """A real HTTP listener on address:80 that answers like ingress-nginx in front of agnhost:
-    /hostname for `host` gives the pod name, anything else the default backend's 404."""
+    """Real listeners on address:80 and :443 that answer like ingress-nginx in front of agnhost:
+    plain HTTP redirects to HTTPS (308, ssl-redirect for hosts with TLS); over HTTPS (a
+    certificate the client does not trust, like LE staging) /hostname for `host` gives the pod
+    name, anything else the default backend's 404."""
+    import ssl
 
-    class Handler(BaseHTTPRequestHandler):
+    import trustme
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(308)
+            self.send_header("Location", f"https://{self.headers.get('Host')}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class App(Redirect):
         def do_GET(self) -> None:
             ok = self.path == "/hostname" and self.headers.get("Host") == host
             body = b"sample-app-5c7d8-abcde" if ok else b"default backend - 404"
@@ -134,16 +149,19 @@ def serving(address: str, host: str) -> Iterator[None]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer((address, 80), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert(host).configure_cert(context)
+    plain = ThreadingHTTPServer((address, 80), Redirect)
+    secure = ThreadingHTTPServer((address, 443), App)
+    secure.socket = context.wrap_socket(secure.socket, server_side=True)
+    for server in (plain, secure):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield
     finally:
-        server.shutdown()
-        server.server_close()
+        for server in (plain, secure):
+            server.shutdown()
+            server.server_close()
 
 
 @contextlib.contextmanager

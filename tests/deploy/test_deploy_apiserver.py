@@ -17,10 +17,11 @@ import yaml
 from mk8s.deploy import decide as deploy_decide
 from mk8s.deploy import flow as deploy_flow
 from mk8s.edges.kube import KubeApi, Ref
-from mk8s.errors import OperationFailedError
+from mk8s.errors import OperationFailedError, UserError
 from mk8s.inventory.load import load_environment
 from mk8s.render.manifests import SecretRef, secret_refs
 from tests.manifests.conftest import ROOT, render
+from tests.support import upstream
 from tests.support.envtest import KubeApiServer
 
 pytestmark = pytest.mark.slow
@@ -29,40 +30,6 @@ ENV = "dev"
 # Namespaces the MicroK8s add-ons create before mk8s deploys.
 ADDON_NAMESPACES = ("metallb-system", "ingress", "cert-manager", "argocd")
 Obj = dict[str, Any]
-
-
-def crd_for(kind: str, api_version: str, namespaced: bool) -> Obj:
-    """A CRD as the add-on would install it (schema left open: the add-on validates)."""
-    group, version = api_version.split("/")
-    plural = kind.lower() + ("es" if kind.lower().endswith("s") else "s")
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced" if namespaced else "Cluster",
-            "names": {
-                "kind": kind,
-                "plural": plural,
-                "singular": kind.lower(),
-                "listKind": f"{kind}List",
-            },
-            "versions": [
-                {
-                    "name": version,
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
 
 
 @pytest.fixture(scope="module")
@@ -79,33 +46,55 @@ def dev_objects(overlays: dict[str, list[Obj]]) -> list[Obj]:
     return overlays[ENV]
 
 
+def install_what_addons_bring(kube_apiserver: KubeApiServer) -> None:
+    """What `microk8s enable ...`, csi-driver-nfs and `connect-external-ceph` leave behind
+    that deploy checks for (mk8s.deploy.prerequisites): the CSI drivers' CSIDriver objects and
+    the Rook external-cluster connection of the prod inventory's Ceph cluster."""
+    client = kube_apiserver.api_client()
+    storage = kubernetes.client.StorageV1Api(client)
+    for driver in ("nfs.csi.k8s.io", "rook-ceph.rbd.csi.ceph.com"):
+        storage.create_csi_driver({"metadata": {"name": driver}, "spec": {"attachRequired": False}})
+    prod = load_environment(str(ROOT / "inventory" / "prod.yaml"))
+    assert prod.storage.ceph is not None
+    core = kubernetes.client.CoreV1Api(client)
+    kube_apiserver.create_namespace("rook-ceph-external")
+    core.create_namespaced_secret(
+        "rook-ceph-external",
+        {
+            "metadata": {"name": "rook-ceph-mon"},
+            "stringData": {"fsid": prod.storage.ceph.cluster_id},
+        },
+    )
+    core.create_namespaced_config_map(
+        "rook-ceph-external",
+        {"metadata": {"name": "rook-ceph-mon-endpoints"}, "data": {"data": "a=192.168.30.21:6789"}},
+    )
+
+
 @pytest.fixture(scope="module")
 def api(kube_apiserver: KubeApiServer, overlays: dict[str, list[Obj]]) -> Iterator[KubeApi]:
-    client = kube_apiserver.api_client()
-    ext = kubernetes.client.ApiextensionsV1Api(client)
+    # The real CRDs of the add-on versions (shared/upstream/crds): the server enforces their
+    # schemas, so the dry run rejects what cert-manager 1.17.1 or Argo CD 2.7.2 would.
+    upstream.install(kube_apiserver.api_client())
     custom = {
-        (o["apiVersion"], o["kind"], "namespace" in o["metadata"])
+        (o["apiVersion"], o["kind"])
         for objects in overlays.values()
         for o in objects
-        if "." in o["apiVersion"].split("/")[0]
-        and not o["apiVersion"].split("/")[0].endswith("k8s.io")
+        if upstream.is_custom(o)
     }
-    for api_version, kind, namespaced in sorted(custom):
-        try:
-            ext.create_custom_resource_definition(crd_for(kind, api_version, namespaced))
-        except kubernetes.client.ApiException as exc:
-            if exc.status != 409:  # 409: another module of this session installed it
-                raise
+    unknown = custom - set(upstream.served_versions())
+    assert not unknown, f"no upstream CRD in shared/upstream/crds for {sorted(unknown)}"
     for name in ADDON_NAMESPACES:
         try:
             kube_apiserver.create_namespace(name)
         except kubernetes.client.ApiException as exc:
             if exc.status != 409:  # 409: another module of this session created it
                 raise
+    install_what_addons_bring(kube_apiserver)
     kube = KubeApi(kube_apiserver.kubeconfig)
     # Wait until discovery serves the new kinds (CRDs become Established asynchronously).
     for _ in range(100):
-        if all(kube.served(a, k) for a, k, _ in custom):
+        if all(kube.served(a, k) for a, k in custom):
             break
         kube = KubeApi(kube_apiserver.kubeconfig)
     yield kube
@@ -188,11 +177,14 @@ def test_a_hand_edit_is_reported_and_reverted(
 ) -> None:
     apps = kubernetes.client.AppsV1Api(kube_apiserver.api_client())
     apps.patch_namespaced_deployment(
-        "sample-app", "sample-app", {"spec": {"replicas": 5}}, field_manager="kubectl-scale"
+        "sample-app",
+        "sample-app",
+        {"spec": {"revisionHistoryLimit": 9}},
+        field_manager="kubectl-edit",
     )
     plan = deploy_flow.deploy(api, dev_objects, [], ENV, True, 5, lambda _: None)
     updates = [(str(c.ref), c.paths) for c in plan.by_action("update")]
-    assert updates == [("Deployment sample-app/sample-app", ("spec.replicas",))]
+    assert updates == [("Deployment sample-app/sample-app", ("spec.revisionHistoryLimit",))]
     facts = deploy_flow.read_facts(api, dev_objects, ENV)
     deploy_flow.execute(
         api,
@@ -200,7 +192,35 @@ def test_a_hand_edit_is_reported_and_reverted(
         dev_objects,
         lambda _: None,
     )
-    assert apps.read_namespaced_deployment("sample-app", "sample-app").spec.replicas == 2
+    assert (
+        apps.read_namespaced_deployment("sample-app", "sample-app").spec.revision_history_limit == 5
+    )
+
+
+def test_what_the_hpa_scaled_is_left_alone(
+    api: KubeApi, dev_objects: list[Obj], kube_apiserver: KubeApiServer
+) -> None:
+    # The HPA writes the scale subresource; mk8s sets no replicas (issue 13), so a forced
+    # apply neither reports nor resets the count.
+    apps = kubernetes.client.AppsV1Api(kube_apiserver.api_client())
+    apps.patch_namespaced_deployment_scale(
+        "sample-app",
+        "sample-app",
+        {"spec": {"replicas": 7}},
+        field_manager="horizontal-pod-autoscaler",
+    )
+    again = deploy_flow.deploy(api, dev_objects, [], ENV, False, 10, lambda _: None)
+    assert [str(c.ref) for c in again.by_action("update")] == []
+    assert apps.read_namespaced_deployment("sample-app", "sample-app").spec.replicas == 7
+
+
+def test_the_server_enforces_the_real_crds(api: KubeApi, dev_objects: list[Obj]) -> None:
+    certificate = next(o for o in dev_objects if o["kind"] == "Certificate")
+    broken = {**certificate, "spec": {**certificate["spec"], "usages": ["encipher"]}}
+    with pytest.raises(OperationFailedError) as err:
+        deploy_flow.read_facts(api, [broken], ENV)
+    assert "Certificate sample-app/sample-app-tls" in err.value.lines[1]
+    assert "usages" in err.value.lines[1]
 
 
 def test_prune_deletes_only_what_left_the_overlay(
@@ -279,6 +299,53 @@ def test_a_kubeconfig_the_server_refuses_is_one_clear_line(
         f"the API server at {kube_apiserver.url} refused the kubeconfig's credentials "
         "(401 Unauthorized)",
     )
+
+
+def chart_traefik_service() -> Obj:
+    """The Service traefik-helm-chart v37.4.0 renders for the add-on's values
+    (microk8s-core-addons@1.35:addons/ingress/values.yaml): ports web 80 and websecure 443,
+    type LoadBalancer, externalTrafficPolicy left to the default (Cluster)."""
+    return {
+        "metadata": {
+            "name": "traefik",
+            "namespace": "ingress",
+            "labels": {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/managed-by": "Helm"},
+            "annotations": {"meta.helm.sh/release-name": "traefik"},
+        },
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": {"app.kubernetes.io/name": "traefik"},
+            "ports": [
+                {"name": "web", "port": 80, "targetPort": "web", "protocol": "TCP"},
+                {"name": "websecure", "port": 443, "targetPort": "websecure", "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+def test_the_traefik_overlay_co_owns_the_charts_service(
+    api: KubeApi, kube_apiserver: KubeApiServer, tmp_path: Path
+) -> None:
+    from tests.manifests.conftest import variant
+
+    env = variant("prod", ingress__controller="traefik", microk8s__channel="1.35/stable")
+    objects = render(env, tmp_path).objects
+    core = kubernetes.client.CoreV1Api(kube_apiserver.api_client())
+    with pytest.raises(UserError, match="Service ingress/traefik is missing"):
+        deploy_flow.read_facts(api, objects, "prod")
+    core.create_namespaced_service("ingress", chart_traefik_service())
+    plan = deploy_flow.deploy(api, objects, [], "prod", True, 5, lambda _: None)
+    assert "Service ingress/traefik" in {str(c.ref) for c in plan.by_action("update")}
+    (service,) = [
+        o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "traefik"
+    ]
+    api.apply(service, dry_run=False)
+    live = core.read_namespaced_service("traefik", "ingress")
+    assert live.spec.external_traffic_policy == "Local"
+    assert live.metadata.annotations["metallb.io/loadBalancerIPs"] == "192.168.30.50"
+    assert [p.port for p in live.spec.ports] == [80, 443]  # the chart's fields stay
+    assert live.spec.selector == {"app.kubernetes.io/name": "traefik"}
+    assert live.metadata.labels["app.kubernetes.io/managed-by"] == "Helm"
 
 
 def test_stage_with_its_secrets_deploys_and_converges(

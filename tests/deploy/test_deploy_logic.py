@@ -345,8 +345,10 @@ def test_kinds_the_cluster_does_not_serve_are_named_before_anything_runs(
     with pytest.raises(UserError) as err:
         run(api, world, desired=[*world.desired, widget, schedule])
     assert err.value.lines == (
-        "the cluster does not serve example.mk8s.io/v1 Widget: enable its add-on / install its CRDs (docs/deploy.md)",
-        "the cluster does not serve velero.io/v9 Schedule: enable its add-on / install its CRDs (docs/deploy.md)",
+        "the cluster does not serve example.mk8s.io/v1 Widget: the CRD of Widget missing; "
+        "install its CRDs",
+        "the cluster does not serve velero.io/v9 Schedule: Velero's CRDs missing; velero install "
+        "--crds-only --dry-run -o yaml | microk8s kubectl apply -f - (Velero CLI v1.16.1)",
     )
     assert api.calls == []
 

@@ -97,13 +97,52 @@ def test_every_container_has_limits_runs_as_non_root_and_drops_all_capabilities(
                 res["limits"]
             ), name
             sc = c["securityContext"]
-            assert sc["capabilities"]["drop"] == ["ALL"], name
             assert sc["allowPrivilegeEscalation"] is False, name
             if where == "DaemonSet/node-agent":
-                # Velero's file-system backup reads every pod's files as root: the one exception,
-                # confined to the `velero` namespace (PSA privileged) and justified for checkov.
+                # Velero's file-system backup reads every pod's files as root with the default
+                # capabilities: the one exception, confined to the `velero` namespace (PSA
+                # privileged) and justified for checkov (test_velero_node_agent_...).
                 continue
+            assert sc["capabilities"]["drop"] == ["ALL"], name
             assert sc.get("runAsNonRoot", pod_nonroot) is True, name
+
+
+def test_velero_node_agent_keeps_the_capabilities_file_system_backup_needs(
+    rendered: dict[str, Rendered],
+) -> None:
+    # velero@v1.16.1:pkg/install/daemonset.go: RunAsUser 0, default capabilities. Dropping ALL
+    # loses DAC_OVERRIDE (reading files other users own) and CHOWN/FOWNER (restoring owners).
+    agent = rendered["prod"].get("DaemonSet", "node-agent", "velero")["spec"]["template"]["spec"]
+    assert agent["securityContext"]["runAsUser"] == 0
+    (container,) = agent["containers"]
+    assert container["securityContext"]["capabilities"] == {"drop": ["NET_RAW"]}
+
+
+def test_velero_server_can_write_its_credentials_under_tmp(
+    rendered: dict[str, Rendered],
+) -> None:
+    # velero@v1.16.1:pkg/cmd/server/config/config.go: credentials go to /tmp/credentials/<ns>,
+    # created at start (internal/credentials/file_store.go); the root filesystem is read-only.
+    pod = rendered["prod"].get("Deployment", "velero", "velero")["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    assert server["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"]: m["name"] for m in server["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+
+
+def test_no_deployment_an_hpa_scales_sets_replicas(each_env: Rendered) -> None:
+    # A replicas field beside an HPA is reset by every forced server-side apply and reverted by
+    # Argo CD self-heal: the HPA's minReplicas is the floor instead.
+    for hpa in each_env.of_kind("HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]
+        deployment = each_env.get(target["kind"], target["name"], hpa["metadata"]["namespace"])
+        assert "replicas" not in deployment["spec"], target["name"]
+    floor = {"dev": 2, "stage": 3, "prod": 3}[each_env.env.name]
+    assert (
+        each_env.get("HorizontalPodAutoscaler", "sample-app", "sample-app")["spec"]["minReplicas"]
+        == floor
+    )
 
 
 def test_every_app_has_its_own_service_account(each_env: Rendered) -> None:
@@ -185,6 +224,45 @@ def test_traefik_gives_the_same_limits_tls_and_routing(
     assert r.get("TLSOption", "default", "ingress")["spec"]["minVersion"] == "VersionTLS12"
 
 
+def test_traefik_redirects_plain_http_to_https_like_nginx(
+    render_variant: Callable[[Any], Rendered],
+) -> None:
+    r = render_variant(
+        variant("prod", ingress__controller="traefik", microk8s__channel="1.35/stable")
+    )
+    http = r.get("Ingress", "sample-app-http", "sample-app")
+    annotations = http["metadata"]["annotations"]
+    assert annotations["traefik.ingress.kubernetes.io/router.entrypoints"] == "web"
+    assert annotations["traefik.ingress.kubernetes.io/router.middlewares"] == (
+        "sample-app-redirect-https@kubernetescrd"
+    )
+    assert http["spec"]["rules"][0]["host"] == "app.example.com"
+    redirect = r.get("Middleware", "redirect-https", "sample-app")["spec"]
+    assert redirect == {"redirectScheme": {"scheme": "https", "permanent": True}}
+    https = r.get("Ingress", "sample-app", "sample-app")["metadata"]["annotations"]
+    assert https["traefik.ingress.kubernetes.io/router.entrypoints"] == "websecure"
+
+
+def test_traefik_shares_the_charts_service_pinned_and_keeping_client_ips(
+    render_variant: Callable[[Any], Rendered],
+) -> None:
+    env = variant("prod", ingress__controller="traefik", microk8s__channel="1.35/stable")
+    r = render_variant(env)
+    services = {(s["metadata"]["namespace"], s["metadata"]["name"]) for s in r.of_kind("Service")}
+    assert ("ingress", "ingress-lb") not in services, "a second Service waits for the same IP"
+    svc = r.get("Service", "traefik", "ingress")
+    assert svc["spec"] == {"type": "LoadBalancer", "externalTrafficPolicy": "Local"}
+    assert svc["metadata"]["annotations"] == {
+        "metallb.io/loadBalancerIPs": str(env.network.metallb_range.start),
+        "mk8s.io/prune": "disabled",  # the chart's object: configured, never deleted
+        "mk8s.io/managed-by-label": "Helm",
+    }
+    # Helm's label survives the overlay's labels: the forced apply never takes it over.
+    assert svc["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    others = [s for s in r.objects if s["metadata"]["name"] != "traefik"]
+    assert {o["metadata"]["labels"]["app.kubernetes.io/managed-by"] for o in others} == {"mk8s"}
+
+
 # --- TLS and DNS ---------------------------------------------------------------------------
 
 
@@ -255,6 +333,25 @@ def test_exactly_one_default_storage_class_per_checklist(each_env: Rendered) -> 
         CHECKLIST_DEFAULT[each_env.env.name]
     ]
     assert "sc-fast" in {c["metadata"]["name"] for c in classes}
+
+
+def test_prod_ceph_class_and_connection_come_from_the_inventory(
+    rendered: dict[str, Rendered],
+) -> None:
+    prod = rendered["prod"]
+    ceph = prod.env.storage.ceph
+    assert ceph is not None
+    sc = prod.get("StorageClass", "sc-ceph-rbd")
+    # microk8s-core-addons@1.33:addons/rook-ceph/plugin/connect-external-ceph creates
+    # microk8s-rbd0 unless told otherwise; the shipped inventory names that pool.
+    assert sc["parameters"]["pool"] == ceph.pool == "microk8s-rbd0"
+    assert sc["parameters"]["clusterID"] == "rook-ceph-external"
+    assert sc["metadata"]["annotations"]["mk8s.io/ceph-fsid"] == ceph.cluster_id
+    conf = (prod.directory / "ceph" / "ceph.conf").read_text()
+    assert f"fsid = {ceph.cluster_id}\n" in conf
+    assert f"mon_host = {','.join(ceph.monitors)}\n" in conf
+    keyring = (prod.directory / "ceph" / "keyring.template").read_text()
+    assert keyring == f"[client.{ceph.user_id}]\n\tkey = ${{{ceph.user_key_env}}}\n"
 
 
 def test_stage_nfs_class_uses_the_inventory_export(rendered: dict[str, Rendered]) -> None:
@@ -331,7 +428,9 @@ def test_argocd_auto_syncs_non_prod_and_waits_for_a_human_in_prod(
 ) -> None:
     for name, r in rendered.items():
         root = r.get("Application", f"mk8s-{name}", "argocd")["spec"]
-        assert root["source"]["path"] == f"build/{name}/manifests/apps"
+        # What `invoke publish` commits, not build/ (git-ignored: Argo CD would find nothing).
+        assert root["source"]["path"] == f"clusters/{name}/apps"
+        assert root["source"]["repoURL"] == r.env.gitops.repo_url
         assert ("automated" in root["syncPolicy"]) is (name != "prod")
 
 
@@ -370,12 +469,15 @@ def test_ingress_address_is_pinned_to_the_first_pool_address_and_published_by_ex
 ) -> None:
     first = str(each_env.env.network.metallb_range.start)
     svc = each_env.get("Service", "ingress-lb", "ingress")
-    assert svc["metadata"]["annotations"] == {"metallb.universe.tf/loadBalancerIPs": first}
+    # metallb@v0.14.9:controller/service.go: metallb.universe.tf/ is the deprecated prefix.
+    assert svc["metadata"]["annotations"] == {"metallb.io/loadBalancerIPs": first}
     annotations = each_env.get("Ingress", "sample-app", "sample-app")["metadata"]["annotations"]
+    # ExternalDNS >= v0.22 reads external-dns.kubernetes.io/ only (source/annotations).
+    assert not any(k.startswith("external-dns.alpha.") for k in annotations)
     if each_env.env.dns.external_dns:
-        assert annotations["external-dns.alpha.kubernetes.io/target"] == first
+        assert annotations["external-dns.kubernetes.io/target"] == first
     else:
-        assert "external-dns.alpha.kubernetes.io/target" not in annotations
+        assert "external-dns.kubernetes.io/target" not in annotations
 
 
 @pytest.mark.parametrize("count", [0, 3])

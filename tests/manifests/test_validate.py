@@ -1,89 +1,35 @@
-"""Every object is valid for the cluster: built-in kinds strictly against the Kubernetes minor
-of the MicroK8s channel, custom resources against the schemas in schemas/ (written from each
-project's documented API), so a misspelt field fails here rather than being ignored live."""
+"""Every built-in object is valid for the cluster: strictly against the Kubernetes minor of the
+MicroK8s channel (kubernetes-validate), so a misspelt field fails here rather than being ignored
+live. Custom resources are validated against the real upstream CRDs in test_crds.py, and the
+whole overlay once more by kubeconform in test_kubeconform.py."""
 
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
-import jsonschema
 import kubernetes_validate
 import pytest
 
 from mk8s.inventory.model import Environment
-from tests.manifests.conftest import ROOT, Rendered, variant
-
-SCHEMAS = ROOT / "schemas"
-
-
-def schema_for(obj: dict[str, Any]) -> Path | None:
-    group, _, version = obj["apiVersion"].rpartition("/")
-    if not group or "." not in group or group.endswith("k8s.io"):
-        return None  # a built-in API group
-    return SCHEMAS / group / f"{obj['kind']}-{version}.json"
+from tests.manifests.conftest import Rendered, variant
+from tests.support import upstream
 
 
-def cr_errors(obj: dict[str, Any]) -> list[str]:
-    path = schema_for(obj)
-    assert path is not None
-    if not path.is_file():
-        return [f"no schema {path.relative_to(ROOT)} for {obj['apiVersion']} {obj['kind']}"]
-    validator = jsonschema.Draft202012Validator(json.loads(path.read_text()))
-    return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(obj)]
-
-
-def test_builtin_kinds_validate_strictly_against_the_channel_minor(each_env: Rendered) -> None:
-    version = f"1.{each_env.env.microk8s.minor}.0"
+def builtin_problems(r: Rendered, version: str) -> list[str]:
     problems = []
-    for obj in each_env.objects:
-        if schema_for(obj) is not None:
+    for obj in r.objects:
+        if upstream.is_custom(obj):
             continue
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             problems.append(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message}")
-    assert problems == []
+    return problems
 
 
-def test_every_custom_resource_validates_against_its_schema(each_env: Rendered) -> None:
-    custom = [o for o in each_env.objects if schema_for(o) is not None]
-    assert custom, "expected MetalLB/cert-manager objects at least"
-    problems = {f"{o['kind']}/{o['metadata']['name']}": cr_errors(o) for o in custom}
-    assert {k: v for k, v in problems.items() if v} == {}
-
-
-def test_every_schema_cites_the_documented_api() -> None:
-    files = sorted(SCHEMAS.rglob("*.json"))
-    assert len(files) >= 9
-    for path in files:
-        description = json.loads(path.read_text())["description"]
-        assert "https://" in description, path
-
-
-@pytest.mark.parametrize(
-    ("kind", "where", "typo"),
-    [
-        ("IPAddressPool", ("spec",), "adresses"),
-        ("ClusterIssuer", ("spec", "acme"), "emial"),
-        ("Certificate", ("spec",), "renewBfore"),
-        ("Schedule", ("spec", "template"), "ttll"),
-        ("BackupStorageLocation", ("spec", "objectStorage"), "buckett"),
-        ("Application", ("spec", "syncPolicy"), "automatic"),
-    ],
-)
-def test_a_misspelt_field_fails_its_schema(
-    rendered: dict[str, Rendered], kind: str, where: tuple[str, ...], typo: str
-) -> None:
-    obj = copy.deepcopy(rendered["prod"].of_kind(kind)[0])
-    target = obj
-    for key in where:
-        target = target[key]
-    target[typo] = "x"
-    assert any(typo in e for e in cr_errors(obj))
+def test_builtin_kinds_validate_strictly_against_the_channel_minor(each_env: Rendered) -> None:
+    assert builtin_problems(each_env, f"1.{each_env.env.microk8s.minor}.0") == []
 
 
 def test_a_misspelt_builtin_field_fails_strict_validation(rendered: dict[str, Rendered]) -> None:
@@ -93,20 +39,17 @@ def test_a_misspelt_builtin_field_fails_strict_validation(rendered: dict[str, Re
         kubernetes_validate.validate(obj, "1.33.0", strict=True)
 
 
-def test_traefik_variant_validates_too(
+def test_traefik_variant_builtin_kinds_validate_too(
     render_variant: Callable[[Environment], Rendered],
 ) -> None:
     r = render_variant(
         variant("prod", ingress__controller="traefik", microk8s__channel="1.35/stable")
     )
-    kinds = {o["kind"] for o in r.objects if schema_for(o) is not None}
-    assert {"Middleware", "TLSOption"} <= kinds
-    problems = {
-        f"{o['kind']}/{o['metadata']['name']}": cr_errors(o)
-        for o in r.objects
-        if schema_for(o) is not None
-    }
-    assert {k: v for k, v in problems.items() if v} == {}
-    for obj in r.objects:
-        if schema_for(obj) is None:
-            kubernetes_validate.validate(obj, "1.33.0", strict=True)
+    assert builtin_problems(r, "1.35.0") == []
+
+
+def test_the_project_keeps_no_hand_written_crd_schemas() -> None:
+    # The upstream CRDs replaced them (issue 13): a second, weaker copy would drift again.
+    from tests.manifests.conftest import ROOT
+
+    assert not (ROOT / "schemas").exists()

@@ -46,6 +46,9 @@ CATALOGUE = {
     "rbac": "Role-Based Access Control for authorisation",
     "registry": "Private image registry exposed on localhost:32000",
 }
+# Add-ons of the community repository, listed once `microk8s enable community` added it
+# (canonical/microk8s-community-addons@0088a22:addons.yaml; mk8s enables only argocd).
+COMMUNITY = {"argocd": "Argo CD is a declarative continuous deployment for Kubernetes."}
 # CORE@1.33 addons/observability/enable enables these first.
 OBSERVABILITY_NEEDS = ("dns", "helm3", "hostpath-storage")
 
@@ -174,9 +177,17 @@ def is_ready(state: State, name: str) -> bool:
     )
 
 
+def catalogue(state: State, name: str) -> dict[str, tuple[str, str]]:
+    """Add-on -> (repository, description) of the repositories this cluster has added."""
+    known = {a: ("core", d) for a, d in CATALOGUE.items()}
+    if "community" in cluster_of(state, name)["addons"]:
+        known |= {a: ("community", d) for a, d in COMMUNITY.items()}
+    return known
+
+
 def addon_lists(state: State, name: str) -> tuple[list[str], list[str]]:
     enabled = cluster_of(state, name)["addons"]
-    names = sorted(CATALOGUE)
+    names = sorted(catalogue(state, name))
     return [a for a in names if a in enabled], [a for a in names if a not in enabled]
 
 
@@ -193,11 +204,12 @@ def print_pretty(state: State, name: str, ready: bool) -> None:
     out(f"  datastore master nodes: {' '.join(voters) or 'none'}")
     out(f"  datastore standby nodes: {' '.join(standby) or 'none'}")
     enabled, disabled = addon_lists(state, name)
+    known = catalogue(state, name)
     out("addons:")
     for label, group in (("enabled", enabled), ("disabled", disabled)):
         if group:
             out(f"  {label}:")
-            out(*(f"    {a:<20} # (core) {CATALOGUE[a]}" for a in group))
+            out(*(f"    {a:<20} # ({known[a][0]}) {known[a][1]}" for a in group))
 
 
 def print_yaml(state: State, name: str, ready: bool) -> None:
@@ -214,13 +226,14 @@ def print_yaml(state: State, name: str, ready: bool) -> None:
         out(f"  message: {NOT_RUNNING}")
         return
     enabled, disabled = addon_lists(state, name)
+    known = catalogue(state, name)
     out("addons:")
     for group, status in ((enabled, "enabled"), (disabled, "disabled")):
         for a in group:
             out(
                 f"  - name: {a}",
-                "    repository: core",
-                f"    description: {CATALOGUE[a]}",
+                f"    repository: {known[a][0]}",
+                f"    description: {known[a][1]}",
                 "    version: 1.33",
                 f"    status: {status}",
             )
@@ -231,8 +244,12 @@ def print_short(state: State, name: str, ready: bool) -> None:
         out(NOT_RUNNING)
         return
     enabled, disabled = addon_lists(state, name)
+    known = catalogue(state, name)
     out("microk8s is running", "addons:")
-    out(*(f"core/{a}: enabled" for a in enabled), *(f"core/{a}: disabled" for a in disabled))
+    out(
+        *(f"{known[a][0]}/{a}: enabled" for a in enabled),
+        *(f"{known[a][0]}/{a}: disabled" for a in disabled),
+    )
 
 
 TRACEBACK = """Traceback (most recent call last):
@@ -514,13 +531,20 @@ def cmd_remove_node(state: State, name: str, argv: list[str]) -> None:
 def cmd_enable(state: State, name: str, argv: list[str], enable: bool) -> None:
     # MK scripts/wrappers/enable.py / disable.py, texts from OUT "enable / disable".
     addon, _, args = (argv[0] if argv else "").partition(":")
-    if addon not in CATALOGUE:
+    known = catalogue(state, name)
+    if addon not in known:
+        # A community add-on before `enable community`: MK@1.33 scripts/wrappers/common/utils.py
+        # parse_xable_addon_args names the repository to enable.
         out(f"Addon {addon} was not found in any repository")
+        if addon in COMMUNITY:
+            out("To use the community maintained flavor enable the respective repository:")
+            out("", "    microk8s enable community", "")
         raise ExitError(1)
-    print(f"Infer repository core for addon {addon}", file=sys.stderr)
+    repo = known[addon][0]
+    print(f"Infer repository {repo} for addon {addon}", file=sys.stderr)
     addons = cluster_of(state, name)["addons"]
     if enable == (addon in addons):
-        out(f"Addon core/{addon} is already {'enabled' if enable else 'disabled'}")
+        out(f"Addon {repo}/{addon} is already {'enabled' if enable else 'disabled'}")
         return
     if not enable:
         del addons[addon]
