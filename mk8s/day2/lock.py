@@ -237,7 +237,7 @@ class EnvLock:
         self._pid_alive = pid_alive
         self._taken: list[Store] = []
 
-    def acquire(self, *, break_lock: bool = False, wait_s: float = 0) -> None:
+    def acquire(self, *, break_lock: bool = False, wait_s: float = 0, poll_s: float = 5.0) -> None:
         if wait_s <= 0:
             if (blocked := self._attempt(break_lock)) is not None:
                 raise LockHeldError(*blocked)
@@ -247,7 +247,7 @@ class EnvLock:
             lambda: self._attempt(break_lock),
             lambda blocked: blocked is None,
             timeout_s=wait_s,
-            interval_s=5.0,
+            interval_s=poll_s,
             clock=self.clock,
             describe=lambda blocked: " ".join(blocked or ()),
         )
