@@ -8,7 +8,8 @@ from pathlib import Path
 
 import trustme
 
-NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+# Real time: `invoke certs` judges against the clock, so certificates are made relative to it.
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def leaf(ca: trustme.CA, *identities: str, days: float, cn: str = "127.0.0.1") -> bytes:
