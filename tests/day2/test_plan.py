@@ -105,3 +105,34 @@ def _spec(step):  # type: ignore[no-untyped-def]
 def test_duplicate_keys_are_a_planning_bug() -> None:
     with pytest.raises(ValueError, match="duplicate step keys a"):
         make_plan("x", "dev", [StepSpec("a", Kind.CHECK, "1"), StepSpec("a", Kind.CHECK, "2")])
+
+
+def test_dry_run_shows_the_plan_and_touches_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from mk8s.day2.operation import Options, operate
+
+    console = Console(width=200, record=True)
+    ran: list[str] = []
+
+    class Never:
+        def run(self) -> None:
+            ran.append("ran")
+
+        def done(self) -> bool:
+            return False
+
+    plan = sample()
+    actions = {s.key: Never() for s in plan.steps}
+    assert operate(plan, actions, tmp_path, Options(dry_run=True), out=console) is None
+    assert "stage: upgrade: 4 steps" in console.export_text()
+    assert ran == [] and list(tmp_path.iterdir()) == []  # no lock, no journal
+
+
+def test_json_dry_run_prints_only_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from mk8s.day2.operation import Options, operate
+
+    buffer = io.StringIO()
+    plan = sample()
+    operate(plan, {}, tmp_path, Options(dry_run=True, json=True), out=Console(file=buffer))
+    assert json.loads(buffer.getvalue()) == plan.to_dict()

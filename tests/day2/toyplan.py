@@ -15,10 +15,10 @@ import os
 import sys
 from pathlib import Path
 
-from mk8s.day2.journal import run_file
-from mk8s.day2.lock import EnvLock
+from rich.console import Console
+
+from mk8s.day2.operation import Options, operate
 from mk8s.day2.plan import Kind, StepSpec, make_plan
-from mk8s.day2.runner import execute
 from mk8s.errors import UserError
 
 STEPS = ("snapshot", "cordon-n1", "refresh-n1", "wait-n1", "uncordon-n1")
@@ -62,19 +62,19 @@ def main(argv: list[str]) -> int:
         if label == args.kill_at:
             os._exit(137)
 
-    lock = EnvLock("lab", args.workdir, "toy")
     try:
-        with lock.held(break_lock=args.break_lock):
-            outcome = execute(
-                plan,
-                {k: Record(effects, k) for k in keys},
-                run_file(args.workdir),
-                lock=lock,
-                boundary=boundary,
-            )
+        outcome = operate(
+            plan,
+            {k: Record(effects, k) for k in keys},
+            args.workdir,
+            Options(break_lock=args.break_lock),
+            out=Console(file=sys.stderr),
+            boundary=boundary,
+        )
     except UserError as exc:
         print("\n".join(exc.lines), file=sys.stderr)
         return exc.exit_code
+    assert outcome is not None
     print(json.dumps({"boundaries": seen, "ran": outcome.ran, "adopted": outcome.adopted}))
     return 0
 
