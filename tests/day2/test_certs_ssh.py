@@ -188,3 +188,29 @@ def test_without_pinned_host_keys_it_refuses(tmp_path: Path) -> None:
     env = parse_inventory((ROOT / "inventory" / "dev.yaml").read_text(), source="dev")
     with pytest.raises(UserError, match="no pinned host keys; run `invoke bootstrap --env dev`"):
         certs_flow.check(env, tmp_path, NOW, targets={"x": Target(env.nodes[0], "127.0.0.1")})
+
+
+def test_the_task_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "certs", "--env", "nope"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == "error: inventory/nope.yaml: no such inventory file"
+    dev = str(ROOT / "inventory" / "dev.yaml")
+    unpinned = subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "certs", "--env", dev],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert unpinned.returncode == 2
+    assert unpinned.stderr.strip() == (
+        "error: build/dev/known_hosts: no pinned host keys; run `invoke bootstrap --env dev` first"
+    )
