@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from mk8s.day2.wait import Clock, SystemClock, stamp, wait_for
 from mk8s.edges.kube import ConflictError, Obj, Ref
@@ -74,6 +74,7 @@ def judge(
         return State.FREE, "free"
     if existing.host == me.host and existing.pid == me.pid:
         return State.OURS, "held by this run"
+    # A reused pid looks alive: such a lock stays held until its TTL runs out (safe side).
     if existing.host == me.host and not pid_alive(existing.pid):
         return State.STALE, f"its process {existing.pid} on {existing.host} is gone"
     if now > existing.renewed + existing.ttl_s:
@@ -310,7 +311,3 @@ class EnvLock:
             yield self
         finally:
             self.release()
-
-
-def lock_summary(lock: EnvLock) -> dict[str, Any]:
-    return {"holder": asdict(lock.me), "where": [s.where for s in lock.stores]}

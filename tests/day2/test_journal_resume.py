@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,47 @@ def test_a_resumed_run_that_loses_its_recheck_is_an_operation_failure(tmp_path: 
     journal.save()
     with pytest.raises(OperationFailedError, match="step 1 \\(a\\) was finished but no longer"):
         execute(plan, {"a": Step([], "a"), "b": Step([], "b")}, run_file(tmp_path))
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_one_refuses_and_one_waits(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "tests.day2.toyplan", str(tmp_path)]
+    first = subprocess.Popen(
+        [*argv, "--pause-at", "2:started"],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    waiter: subprocess.Popen[str] | None = None
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "paused").exists():
+            assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+            time.sleep(0.05)
+        refused = toy(tmp_path)
+        assert refused.returncode == 1
+        assert f"(pid {first.pid}), task 'toy', started" in refused.stderr
+        assert "another day-2 operation holds" in refused.stderr
+        waiter = subprocess.Popen(
+            [*argv, "--wait-lock", "60"],
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(1.5)
+        assert waiter.poll() is None  # still waiting for the lock
+        assert effects(tmp_path) == ["snapshot"]  # and it ran nothing
+        (tmp_path / "continue").touch()
+        assert first.wait(30) == 0
+        out, err = waiter.communicate(timeout=60)
+        assert waiter.returncode == 0, err
+    finally:
+        for proc in (first, waiter):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    # The waiter started after the first finished: a new run of its own, not a resume.
+    assert effects(tmp_path) == [*STEPS, *STEPS]
+    assert json.loads(out)["ran"] == [1, 2, 3, 4, 5]

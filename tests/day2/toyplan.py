@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -47,6 +48,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--kill-at", default="")
     parser.add_argument("--break-lock", action="store_true")
     parser.add_argument("--steps", default=",".join(STEPS))
+    parser.add_argument("--pause-at", default="", help="wait there until WORKDIR/continue exists")
+    parser.add_argument("--wait-lock", type=float, default=0)
     args = parser.parse_args(argv)
     keys = args.steps.split(",")
     plan = make_plan(
@@ -61,17 +64,21 @@ def main(argv: list[str]) -> int:
         seen.append(label)
         if label == args.kill_at:
             os._exit(137)
+        if label == args.pause_at:
+            (args.workdir / "paused").touch()
+            while not (args.workdir / "continue").exists():
+                time.sleep(0.05)
 
     try:
         outcome = operate(
             plan,
             {k: Record(effects, k) for k in keys},
             args.workdir,
-            Options(break_lock=args.break_lock),
+            Options(break_lock=args.break_lock, wait_lock_s=args.wait_lock),
             out=Console(file=sys.stderr),
             boundary=boundary,
         )
-    except UserError as exc:
+    except UserError as exc:  # what tasks.py's user_errors does
         print("\n".join(exc.lines), file=sys.stderr)
         return exc.exit_code
     assert outcome is not None
