@@ -12,7 +12,7 @@ DRIVE = re.compile(r"^(scsi|virtio|sata|ide|efidisk|tpmstate)\d+$")
 
 
 def _disks(pve: Pve, config: dict[str, Any]) -> tuple[Disk, ...]:
-    types: dict[str, str] = {}
+    stores: dict[str, dict[str, Any]] = {}
     out = []
     for key in sorted(config):
         value = str(config[key])
@@ -20,10 +20,12 @@ def _disks(pve: Pve, config: dict[str, Any]) -> tuple[Disk, ...]:
             continue
         volume = value.split(",", 1)[0]
         storage, name = volume.split(":", 1)
-        if storage not in types:
-            types[storage] = str(pve.get(f"storage/{storage}").get("type", "unknown"))
+        if storage not in stores:
+            stores[storage] = dict(pve.get(f"storage/{storage}"))
+        store = stores[storage]
         fmt = "qcow2" if name.endswith(".qcow2") else "subvol" if "subvol" in name else "raw"
-        out.append(Disk(key, volume, types[storage], fmt))
+        chain = str(store.get("snapshot-as-volume-chain", 0)) in ("1", "true")
+        out.append(Disk(key, volume, str(store.get("type", "unknown")), fmt, chain))
     return tuple(out)
 
 

@@ -8,7 +8,9 @@ What decides it, per disk (proxmox/pve-storage@0c56bad, src/PVE/Storage/):
 - rollback: `volume_rollback_is_possible`: ZFS only to the *newest* snapshot of the volume
   (ZFSPoolPlugin.pm: "is not most recent snapshot"; rolling back further means destroying the
   newer ones), LVM-thin to any (LvmThinPlugin.pm), RBD and qcow2-on-file to any (Plugin.pm's
-  default, as long as the storage does not keep snapshots as a volume chain);
+  default); storages with `snapshot-as-volume-chain` (PVE 9: qcow2 on thick LVM or on files)
+  order snapshots and refuse some rollbacks (Plugin.pm and LVMPlugin.pm collect "blockers"),
+  which mk8s does not model: such disks are refused; thick LVM without it cannot snapshot;
 - a locked VM (backup, migrate, snapshot in progress) refuses both (PVE `check_lock`).
 Storage types not listed here are refused as "not modelled" rather than guessed.
 
@@ -38,6 +40,7 @@ class Disk:
     volume: str  # local-zfs:vm-101-disk-0
     storage_type: str  # zfspool, lvmthin, rbd, dir, ...
     fmt: str = "raw"  # raw, qcow2, subvol
+    volume_chain: bool = False  # the storage's `snapshot-as-volume-chain`
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class Decision:
 
 def disk_rule(disk: Disk) -> Rollback | None:
     """How far this disk can roll back; None when its storage type is not modelled."""
+    if disk.volume_chain:
+        return None
     if disk.storage_type == "zfspool":
         return Rollback.NEWEST
     if disk.storage_type in ("lvmthin", "rbd"):
@@ -74,7 +79,10 @@ def _disk_problems(vm: VmSnapFacts) -> list[str]:
     for d in vm.disks:
         rule = disk_rule(d)
         if rule is None:
-            out.append(f"{vm.name}: {d.key} on {d.storage_type} storage: not modelled by mk8s")
+            chain = " with snapshot-as-volume-chain" if d.volume_chain else ""
+            out.append(
+                f"{vm.name}: {d.key} on {d.storage_type} storage{chain}: not modelled by mk8s"
+            )
         elif rule is Rollback.NONE:
             out.append(
                 f"{vm.name}: {d.key} ({d.volume}, {d.fmt} on {d.storage_type}) cannot be "

@@ -32,6 +32,12 @@ def test_disk_rules_are_pves() -> None:
     assert disk_rule(THIN) is Rollback.ANY and disk_rule(CEPH) is Rollback.ANY
     assert disk_rule(QCOW_DIR) is Rollback.ANY and disk_rule(RAW_DIR) is Rollback.NONE
     assert disk_rule(Disk("scsi0", "x:y", "iscsidirect")) is None
+    assert disk_rule(Disk("scsi0", "thick:vm-1-disk-0", "lvm")) is Rollback.NONE
+    chained = Disk("scsi0", "thick:vm-1-disk-0.qcow2", "lvm", "qcow2", volume_chain=True)
+    assert disk_rule(chained) is None
+    assert can_snapshot([vm("n1", chained)]).reasons == (
+        "n1: scsi0 on lvm storage with snapshot-as-volume-chain: not modelled by mk8s",
+    )
 
 
 def test_zfs_rolls_back_only_to_the_newest_snapshot() -> None:
