@@ -18,6 +18,7 @@ same lock at once cannot both win (the server answers 409 to the second: `kube.C
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import getpass
 import json
 import os
@@ -114,7 +115,9 @@ class Store(Protocol):
 
 
 class FileStore:
-    """build/ENV/day2.lock: created exclusively (O_EXCL), replaced atomically."""
+    """build/ENV/day2.lock. Reading, comparing and writing happen under an flock on a guard
+    file beside it, so two runs breaking or taking the lock at once cannot both win; the kernel
+    releases the flock when a run dies, so the guard itself never goes stale."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -128,25 +131,24 @@ class FileStore:
         except (ValueError, TypeError) as exc:
             raise UserError(f"{self.path}: not a day-2 lock file ({exc}); remove it") from None
 
-    def take(self, me: Holder, over: Holder | None) -> None:
-        text = json.dumps(asdict(me), indent=2) + "\n"
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if over is None:
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                raise LostRaceError from None
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            return
-        if self.read() != over:
-            raise LostRaceError
-        tmp = self.path.with_name(f"{self.path.name}.{me.pid}.tmp")
-        tmp.write_text(text)
-        tmp.replace(self.path)
+        with self.path.with_name(self.path.name + ".guard").open("a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            yield
+
+    def take(self, me: Holder, over: Holder | None) -> None:
+        with self._guard():
+            if self.read() != over:
+                raise LostRaceError
+            tmp = self.path.with_name(f".{self.path.name}.{me.pid}.tmp")
+            tmp.write_text(json.dumps(asdict(me), indent=2) + "\n")
+            tmp.replace(self.path)
 
     def drop(self) -> None:
-        self.path.unlink(missing_ok=True)
+        with self._guard():
+            self.path.unlink(missing_ok=True)
 
 
 def _micro(epoch: float) -> str:

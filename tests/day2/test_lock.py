@@ -133,6 +133,38 @@ def test_a_lock_whose_process_died_needs_break_lock(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "day2.lock").read_text())["pid"] == again.me.pid
 
 
+def test_two_runs_breaking_the_same_stale_lock_never_both_win(tmp_path: Path) -> None:
+    dead = 999_999_999
+    alive = {"pid_alive": lambda pid: pid != dead}
+    for attempt in range(20):
+        build = tmp_path / str(attempt)
+        EnvLock("stage", build, "upgrade", pid=dead, **alive).acquire()
+        winners: list[int] = []
+        barrier = threading.Barrier(2)
+
+        def run(
+            pid: int,
+            build: Path = build,
+            winners: list[int] = winners,
+            barrier: threading.Barrier = barrier,
+        ) -> None:
+            lock = EnvLock("stage", build, "upgrade", pid=pid, **alive)
+            barrier.wait()
+            try:
+                lock.acquire(break_lock=True)
+            except LockHeldError:
+                return
+            winners.append(pid)
+
+        threads = [threading.Thread(target=run, args=(p,)) for p in (1, 2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(winners) == 1, attempt
+        assert json.loads((build / "day2.lock").read_text())["pid"] == winners[0]
+
+
 def test_release_leaves_someone_elses_lock_alone(tmp_path: Path) -> None:
     first = EnvLock("stage", tmp_path, "upgrade", pid=101, **ALIVE)
     first.acquire()
