@@ -163,3 +163,19 @@ def test_fakepve_starts_a_vm_rolled_back_to_a_ram_snapshot(pve: tuple[ServedPve,
     assert lab_vm.status == "stopped"
     rollback(api, facts(102), "with-ram", start=False)
     assert lab_vm.status == "running"
+
+
+@pytest.mark.slow
+def test_fakepve_feature_answers_in_pves_schema(pve: tuple[ServedPve, Pve]) -> None:
+    from fakepve import schema
+
+    method = schema.load().match("/nodes/pve1/qemu/100/feature").methods["GET"]
+    assert "snapshot" in method["parameters"]["properties"]["feature"]["enum"]
+    answer = pve[1].get("nodes/pve1/qemu/101/feature", feature="snapshot")
+    assert set(answer) == set(method["returns"]["properties"]) == {"hasFeature", "nodes"}
+    # Perl's has_feature returns 0/1 (QemuConfig.pm); the reader accepts numbers and booleans.
+    assert answer == {"hasFeature": 1, "nodes": ["pve1"]}  # local-zfs: this node only
+    shared = pve[1].get("nodes/pve1/qemu/102/feature", feature="snapshot")
+    assert shared["nodes"] == ["pve1", "pve2", "pve3"]  # the lab's local-lvm is shared
+    with pytest.raises(PveApiError):
+        pve[1].get("nodes/pve1/qemu/101/feature", feature="bogus")
