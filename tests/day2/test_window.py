@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mk8s.day2.window import require_window, window_state
 from mk8s.errors import UserError
@@ -118,3 +120,40 @@ def test_window_and_cadence_must_agree() -> None:
         Maintenance(window="tue 20:00", cadence="weekly", duration_minutes=0)
     with pytest.raises(ValidationError):
         Maintenance(window="tue 25:00", cadence="weekly")
+
+
+WINDOWS = st.builds(
+    lambda day, h, m, dur, cadence: Maintenance(
+        window=f"{day} {h:02d}:{m:02d}", duration_minutes=dur, cadence=cadence
+    ),
+    st.sampled_from(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]),
+    st.integers(0, 23),
+    st.integers(0, 59),
+    st.integers(1, 24 * 60),
+    st.sampled_from(["weekly", "monthly"]),
+)
+NOWS = st.datetimes(datetime(2025, 1, 1), datetime(2030, 12, 31)).map(
+    lambda d: d.replace(tzinfo=UTC)
+)
+
+
+@given(WINDOWS, NOWS)
+def test_next_start_is_a_real_window_start_and_nothing_opens_before_it(
+    m: Maintenance, now: datetime
+) -> None:
+    state = window_state(m, now)
+    start = state.next_start
+    assert start is not None and start > now
+    day, hhmm = m.window.split()
+    assert start.strftime("%a").lower() == day and start.strftime("%H:%M") == hhmm
+    if m.cadence == "monthly":
+        assert start.day <= 7  # the first such weekday of its month
+    if not state.inside:
+        # Nothing between now and next_start is inside a window (probe every 6 hours).
+        probe = now
+        while probe < start:
+            assert not window_state(m, probe).inside, probe
+            probe += timedelta(hours=6)
+    else:
+        assert state.current_end is not None and now < state.current_end
+        assert state.current_end - now <= timedelta(minutes=m.duration_minutes)
