@@ -71,6 +71,7 @@ class CertFacts:
     ip_sans: tuple[str, ...] = ()
     dns_sans: tuple[str, ...] = ()
     problem: str | None = None  # missing file, unparsable PEM, no client cert in kubeconfig
+    not_applicable: str | None = None  # e.g. a kubeconfig that authenticates by token
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,9 @@ def judge(
     out = []
     for f in facts:
         where = f"{f.node}: {f.name} ({f.path})"
+        if f.not_applicable is not None:
+            out.append(CertVerdict(f.node, f.name, Level.OK, None, f"{where}: {f.not_applicable}"))
+            continue
         if f.problem is not None or f.not_after is None:
             out.append(CertVerdict(f.node, f.name, Level.FAIL, None, f"{where}: {f.problem}"))
             continue

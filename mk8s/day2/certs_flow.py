@@ -60,6 +60,19 @@ def read_node(session: NodeSession, files: Sequence[CertFile] = CERT_FILES) -> l
     out = []
     for file in files:
         result = session.run(_command(file), secret_output=True)
+        if file.embedded_in_kubeconfig and result.code == 1 and not result.stderr.strip():
+            # grep found the file but no such line: in token-auth mode MicroK8s writes the admin
+            # token into client.config instead (microk8s@v1.33 utils.sh: client.config.template
+            # with AUTHTYPE token; refresh_certs.py update_configs: is_token_auth_enabled).
+            out.append(
+                CertFacts(
+                    session.name,
+                    file.name,
+                    file.path,
+                    not_applicable="no client certificate: it authenticates by token",
+                )
+            )
+            continue
         if not result.ok:
             reason = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
             out.append(

@@ -174,6 +174,19 @@ def test_a_missing_kubelet_cert_fails(lab: Lab) -> None:
 
 
 @pytest.mark.slow
+def test_a_token_kubeconfig_has_no_certificate_to_expire_but_a_missing_one_fails(lab: Lab) -> None:
+    config = lab.fs / NAMES[1] / "var/snap/microk8s/current/credentials/client.config"
+    config.write_text("users:\n- name: admin\n  user:\n    token: abc\n")
+    config_gone = lab.fs / NAMES[2] / "var/snap/microk8s/current/credentials/client.config"
+    config_gone.unlink()
+    by_node = {v.node: v for v in lab.check().verdicts if v.name == "admin kubeconfig"}
+    assert by_node[NAMES[1]].level is Level.OK
+    assert by_node[NAMES[1]].message.endswith("no client certificate: it authenticates by token")
+    assert by_node[NAMES[2]].level is Level.FAIL
+    assert "cannot read it (exit 2: " in by_node[NAMES[2]].message
+
+
+@pytest.mark.slow
 def test_an_unreachable_node_fails_without_hiding_the_others(lab: Lab) -> None:
     lab.cluster.stop()  # every sshd down...
     lab.cluster.restart(NAMES[0])  # ...but the first
