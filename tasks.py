@@ -324,6 +324,39 @@ def publish(c: Context, env: str, dry_run: bool = False) -> None:
         )
 
 
+# --- day 2 ---
+
+
+@task(help=ENV_HELP)
+@user_errors
+def certs(c: Context, env: str) -> None:
+    """Read every node's MicroK8s certificates over SSH: warn < 60 days, fail < 15, SANs."""
+    from datetime import UTC, datetime
+
+    from mk8s.day2 import certs_flow
+    from mk8s.day2.certs import Level
+    from mk8s.inventory.load import load_environment
+    from mk8s.render.build import build_dir
+
+    environment = load_environment(env)
+    report = certs_flow.check(environment, build_dir(environment.name), datetime.now(UTC))
+    colour = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "red"}
+    for verdict in report.verdicts:
+        _say_level(f"{verdict.level.upper():4} {verdict.message}", colour[verdict.level])
+    failed = [v for v in report.verdicts if v.level is Level.FAIL]
+    if failed:
+        raise OperationFailedError(f"{environment.name}: {len(failed)} certificate problem(s)")
+    _say(f"{environment.name}: certificates {report.level}")
+
+
+def _say_level(line: str, colour: str) -> None:
+    from rich.text import Text
+
+    from mk8s.console import console
+
+    console.print(Text(line, style=colour), soft_wrap=True, highlight=False)
+
+
 # --- evidence: load tests, report, promotion ---
 
 

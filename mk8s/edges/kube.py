@@ -169,6 +169,31 @@ class KubeApi:
                 name=ref.name, namespace=ref.namespace, body={"propagationPolicy": "Background"}
             )
 
+    def create(self, obj: Obj) -> Obj:
+        """Create `obj`; ConflictError when it exists already (another writer won the race)."""
+        return self._write("create", obj)
+
+    def replace(self, obj: Obj) -> Obj:
+        """Replace `obj` as read: its metadata.resourceVersion makes the server refuse the
+        write with ConflictError when someone changed the object since (optimistic locking)."""
+        return self._write("replace", obj)
+
+    def _write(self, verb: str, obj: Obj) -> Obj:
+        from kubernetes.dynamic.exceptions import DynamicApiError
+
+        ref = Ref.of(obj)
+        with self.talking():
+            resource = self._resource(ref.api_version, ref.kind)
+            try:
+                out = getattr(resource, verb)(body=obj, namespace=ref.namespace)
+            except DynamicApiError as exc:
+                if exc.status in (401, 403):
+                    raise
+                if exc.status == 409:
+                    raise ConflictError(ref, exc.status, _reason(exc)) from None
+                raise ApplyError(ref, exc.status, _reason(exc)) from None
+            return dict(out.to_dict())
+
 
 def _reason(exc: Any) -> str:
     try:
@@ -181,6 +206,10 @@ class ApplyError(Exception):
     def __init__(self, ref: Ref, status: int | None, message: str) -> None:
         super().__init__(f"{ref}: {message}")
         self.ref, self.status, self.message = ref, status, message
+
+
+class ConflictError(ApplyError):
+    """409: the object exists (create) or changed since it was read (replace)."""
 
 
 def default_kubeconfig(build: Path) -> Path:

@@ -11,7 +11,7 @@ import re
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENV_VAR_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 # RFC 1123 host label; node names become hostnames and Kubernetes node names.
@@ -313,9 +313,27 @@ class LoadTest(Model):
 
 
 class Maintenance(Model):
-    window: str = Field(pattern=r"^(ad-hoc|(mon|tue|wed|thu|fri|sat|sun) \d{2}:\d{2})$")
-    duration_minutes: int = Field(default=60, ge=0)
+    """When day-2 tasks may disrupt nodes (mk8s.day2.window; docs/day2.md).
+
+    `window` is a weekday and a start time in UTC (the inventory holds no time zone, so a window
+    is the same instant for every operator and in CI); `cadence: monthly` means the first such
+    weekday of each month; `ad-hoc` (window and cadence together) means no window.
+    """
+
+    window: str = Field(pattern=r"^(ad-hoc|(mon|tue|wed|thu|fri|sat|sun) ([01]\d|2[0-3]):[0-5]\d)$")
+    duration_minutes: int = Field(default=60, ge=0, le=24 * 60)
     cadence: Literal["ad-hoc", "weekly", "monthly"] = "ad-hoc"
+
+    @model_validator(mode="after")
+    def _window_matches_cadence(self) -> Maintenance:
+        if (self.window == "ad-hoc") != (self.cadence == "ad-hoc"):
+            raise ValueError(
+                f"window {self.window!r} with cadence {self.cadence!r}: ad-hoc goes with ad-hoc, "
+                "a weekday window with weekly or monthly"
+            )
+        if self.window != "ad-hoc" and self.duration_minutes < 1:
+            raise ValueError("duration_minutes: a scheduled window needs at least 1 minute")
+        return self
 
 
 class Signer(Model):

@@ -38,6 +38,20 @@ outside the API on a real PVE host, and `LabPve` adds them through fakepve's ext
   addresses are loopback ones (127.0.x.y, so that a local sshd can answer for them); the
   guest therefore also reports an IPv6 SLAAC address from the documentation prefix 2001:db8::/64,
   as a guest on an IPv6-enabled VLAN would.
+* Snapshots by storage: fakepve takes and rolls back snapshots on any snapshot-capable
+  storage alike. PVE asks each disk's storage first (proxmox/qemu-server@e6352be6:
+  src/PVE/QemuConfig.pm `__snapshot_rollback_vol_possible` calls
+  PVE::Storage::volume_rollback_is_possible): ZFS refuses any snapshot but the newest
+  (proxmox/pve-storage@0c56bad: src/PVE/Storage/ZFSPoolPlugin.pm `volume_rollback_is_possible`,
+  "can't rollback, 'S' is not most recent snapshot on 'VOLID'"), LVM-thin allows any
+  (LvmThinPlugin.pm: `return 1`), Ceph/RBD and directory qcow2 inherit Plugin.pm's `return 1`
+  (unless the storage keeps snapshots as a volume chain). Raw disks on a directory storage
+  cannot be snapshotted at all (Plugin.pm `volume_has_feature`: snapshot only for qcow2), which
+  fakepve already refuses. A rollback to a snapshot with RAM (`vmstate`) starts the VM again
+  (proxmox/pve-guest-common@4a8f6cb: src/PVE/AbstractConfig.pm `snapshot_rollback` calls
+  `__snapshot_rollback_vm_start` when the snapshot has a vmstate). `GET .../feature` answers
+  as PVE's `vm_feature` (qemu-server src/PVE/API2/Qemu.pm): `hasFeature` 1/0 from
+  `has_feature` (QemuConfig.pm: every non-CD-ROM disk must have it) and the `nodes` list.
 """
 
 from __future__ import annotations
@@ -53,6 +67,7 @@ from typing import Any
 from fakepve import FakePve, PveError, TaskError, settle
 from fakepve import schema as pve_schema
 from fakepve.certs import make_cert
+from fakepve.qemu import drives_of, volume_ref
 
 TEMPLATE_VMID = 9000
 TEMPLATE_NAME = "ubuntu-2204-cloudinit"
@@ -66,6 +81,7 @@ class LabPve(FakePve):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.slow_tasks: dict[str, float] = {}
         self.failing_tasks: dict[str, list[str]] = {}
+        self._rollback_to: dict[int, str] = {}
 
     def fail_tasks(self, ttype: str, message: str, times: int = 1) -> None:
         """The next `times` tasks of type `ttype` end with `TASK ERROR: message`."""
@@ -77,13 +93,23 @@ class LabPve(FakePve):  # type: ignore[misc]
         failure = queue.pop(0) if queue else None
         new_vm = kw.get("vm")
 
+        snapname = self._rollback_to.pop(new_vm.vmid, None) if ttype == "qmrollback" else None
+
         async def lab_body() -> Any:
             await self.pause(secs)
             if failure is not None:
                 if ttype == "qmclone" and new_vm in self.vms:
                     self.vms.remove(new_vm)  # PVE removes the half-made clone
                 raise TaskError(failure)
-            return await body()
+            if snapname is None:
+                return await body()
+            snap = new_vm.snapshots.get(snapname)
+            if snap is not None:
+                self._rollback_possible(new_vm, snapname, snap)
+            result = await body()
+            if snap is not None and snap.get("vmstate") and new_vm.status != "running":
+                new_vm.status = new_vm.qmpstatus = "running"  # RAM snapshot: the VM runs again
+            return result
 
         return await super().task(node, ttype, tid, user, lab_body, **kw)
 
@@ -113,7 +139,56 @@ class LabPve(FakePve):  # type: ignore[misc]
             )
 
     def _routes_lab(self) -> list[tuple[str, str, Any]]:
-        return [("PUT", "/nodes/{node}/qemu/{vmid}/resize", self._lab_resize)]
+        return [
+            ("PUT", "/nodes/{node}/qemu/{vmid}/resize", self._lab_resize),
+            ("GET", "/nodes/{node}/qemu/{vmid}/feature", self._lab_feature),
+        ]
+
+    async def _qm_rollback(self, v: dict[str, Any], user: str) -> Any:
+        vm = self.find(v["node"], v["vmid"])
+        self._rollback_to[vm.vmid] = str(v["snapname"])
+        return await super()._qm_rollback(v, user)
+
+    def _rollback_possible(self, vm: Any, name: str, snap: dict[str, Any]) -> None:
+        """ZFS rolls back only to the newest snapshot of each volume; the others to any."""
+        later = list(vm.snapshots)[list(vm.snapshots).index(name) + 1 :]
+        for _key, volume, _props in drives_of(snap, skip_cdrom=True):
+            sid, _name = volume_ref(volume)
+            if later and self.storages.get(sid or "", {}).get("type") == "zfspool":
+                raise TaskError(
+                    f"can't rollback, '{name}' is not most recent snapshot on '{volume}'"
+                )
+
+    async def _lab_feature(self, v: dict[str, Any], user: str) -> Any:
+        vm = self.find(v["node"], v["vmid"])
+        self.require(user, f"/vms/{vm.vmid}", "VM.Audit")
+        feature, snapname = v.get("feature"), v.get("snapname")
+        if feature != "snapshot":  # clone/copy: not modelled here, so not answered
+            raise PveError(501, f"feature '{feature}': not modelled by the lab")
+        config = vm.config
+        if snapname:
+            if snapname not in vm.snapshots:
+                raise PveError(500, f"snapshot '{snapname}' does not exist")
+            config = vm.snapshots[snapname]
+        has = self._qm_can_snapshot(config) and (not snapname or self._snap_of_snap(config))
+        return {"hasFeature": 1 if has else 0, "nodes": self._shared_nodes(vm, config)}
+
+    def _snap_of_snap(self, config: dict[str, Any]) -> bool:
+        """volume_has_feature('snapshot', snapname=...): ZFS and RBD `snap => 1`, LVM-thin only
+        `current` (pve-storage LvmThinPlugin.pm, ZFSPoolPlugin.pm, RBDPlugin.pm)."""
+        for _key, volume, _props in drives_of(config, skip_cdrom=True):
+            sid, _name = volume_ref(volume)
+            if self.storages.get(sid or "", {}).get("type") == "lvmthin":
+                return False
+        return True
+
+    def _shared_nodes(self, vm: Any, config: dict[str, Any]) -> list[str]:
+        """Nodes that see every disk: all online nodes when each disk's storage is shared,
+        else the VM's own node (a simplification of qemu-server's `shared_nodes`)."""
+        stores = [volume_ref(vol)[0] for _k, vol, _p in drives_of(config, skip_cdrom=True)]
+        if all(self.storages.get(s or "", {}).get("shared") for s in stores):
+            return sorted(n for n, info in self.nodes.items() if info.get("online", True))
+        return [vm.node]
 
     async def _lab_resize(self, v: dict[str, Any], user: str) -> Any:
         vm = self.find(v["node"], v["vmid"])
