@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,25 +42,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def crds(kube_apiserver: KubeApiServer) -> list[str]:
     """Install the upstream CRDs (cert-manager's Certificate among them, shared/upstream/crds)
     and the minimal ones for kinds it does not hold (Velero Backup/Restore, PrometheusRule)."""
-    from kubernetes import client
 
     from tests.support import upstream
 
     api = kube_apiserver.api_client()
-    ext = client.ApiextensionsV1Api(api)
     names = upstream.install(api)
-    for doc in yaml.safe_load_all((FIXTURES / "crds.yaml").read_text()):
-        names.append(doc["metadata"]["name"])
-        ext.create_custom_resource_definition(doc)
-    deadline = time.monotonic() + 30
-    for name in names:
-        while True:
-            crd: Any = ext.read_custom_resource_definition(name)
-            conditions = crd.status.conditions or [] if crd.status else []
-            if any(c.type == "Established" and c.status == "True" for c in conditions):
-                break
-            assert time.monotonic() < deadline, f"CRD {name} not Established"
-            time.sleep(0.1)
+    names += upstream.create_crds(api, yaml.safe_load_all((FIXTURES / "crds.yaml").read_text()))
     api.close()
     return names
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from mk8s.inventory.model import Environment
+from tests.support import upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_LABELS = {"app.kubernetes.io/name": "sample-app"}
@@ -47,30 +46,10 @@ def loopback_env(dev_env: Environment, octet: int) -> Environment:
 
 def install_crds(api: Any, *files: str) -> None:
     """Create the real CRDs (shared/upstream/crds/FILE) and wait until they are Established."""
-    ext = client.ApiextensionsV1Api(api)
-    names = []
-    for name in files:
-        for doc in yaml.safe_load_all((shared_dir() / "upstream" / "crds" / name).read_text()):
-            if not doc:
-                continue
-            names.append(doc["metadata"]["name"])
-            # Chart-shipped CRDs carry Helm template labels ({{ .Release.Name }}); the schema
-            # is what matters here, so labels and annotations are left out.
-            doc["metadata"] = {"name": doc["metadata"]["name"]}
-            try:
-                ext.create_custom_resource_definition(doc)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-    deadline = time.monotonic() + 30
-    for name in names:
-        while True:
-            crd: Any = ext.read_custom_resource_definition(name)
-            conditions = crd.status.conditions or [] if crd.status else []
-            if any(c.type == "Established" and c.status == "True" for c in conditions):
-                break
-            assert time.monotonic() < deadline, f"CRD {name} not Established"
-            time.sleep(0.1)
+    crds = shared_dir() / "upstream" / "crds"
+    upstream.create_crds(
+        api, (d for f in files for d in yaml.safe_load_all((crds / f).read_text()))
+    )
 
 
 def ready_pod(api: Any, namespace: str, node: str, ready: bool = True, name: str = "") -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -158,6 +158,15 @@ def kubeconform_schemas(target: Path) -> Iterator[Path]:
 def install(api_client: Any, timeout_s: float = 60.0) -> list[str]:
     """Create every upstream CRD on a test kube-apiserver (tests/support/envtest.py) and wait
     until each is Established, so the server enforces the real schemas. Returns their names."""
+    return create_crds(api_client, crd_documents(), timeout_s)
+
+
+def create_crds(api_client: Any, docs: Iterable[Any], timeout_s: float = 60.0) -> list[str]:
+    """Create CRDs on a test kube-apiserver and wait until each is Established.
+
+    Only the name of the metadata is kept: chart-shipped CRDs carry Helm template labels and
+    published annotations, and the schema is what matters here. A CRD already there (409: another
+    test module of the session installed it, with the same content) counts as created."""
     import time
 
     from kubernetes import client
@@ -165,14 +174,16 @@ def install(api_client: Any, timeout_s: float = 60.0) -> list[str]:
 
     ext = client.ApiextensionsV1Api(api_client)
     names = []
-    for doc in crd_documents():
+    for doc in docs:
+        if not doc:
+            continue
         body = copy.deepcopy(doc)
-        body["metadata"] = {"name": doc["metadata"]["name"]}  # drop published annotations/status
+        body["metadata"] = {"name": doc["metadata"]["name"]}
         body.pop("status", None)
         try:
             ext.create_custom_resource_definition(body)
         except ApiException as exc:
-            if exc.status != 409:  # already installed by another test module: same content
+            if exc.status != 409:
                 raise
         names.append(body["metadata"]["name"])
     deadline = time.monotonic() + timeout_s
