@@ -435,7 +435,8 @@ def test_suite_records_every_criterion_in_junit(
     snap = by_criterion["phase1.snap_channel"][0]
     assert "1.32/stable" in snap["measured"]
     assert f"{names[1]}: microk8s tracks 1.32/stable, not 1.33/stable" in run.stdout
-    assert by_criterion["phase1.ingress"][0]["measured"] == "4/4 ways in reached the app"
+    # the HTTPS redirect, then the app through every node and the LB IP (one verdict)
+    assert by_criterion["phase1.ingress"][0]["measured"] == "HTTP 308; 4/4 ways in reached the app"
     assert by_criterion["phase1.loadbalancer"][0]["measured"] == f"{prefix}.50"
     assert by_criterion["phase1.pod_start"][0]["measured"] == "3.0"
     assert by_criterion["phase1.pod_start"][0]["unit"] == "s"
