@@ -34,7 +34,11 @@ def _target(spec: str) -> tuple[Any, str]:
 
 def _pause(*args: Any, **kwargs: Any) -> Any:
     print("PAUSED", file=sys.stderr, flush=True)
-    time.sleep(60)
+    # Short sleeps, not one long one: a SIGINT that lands between the print and the sleep
+    # syscall is only acted on at the next bytecode check, which one time.sleep(60) would delay
+    # by a minute (seen once under load); a loop checks again every 0.1 s.
+    for _ in range(600):
+        time.sleep(0.1)
     raise AssertionError("the SIGINT never came")
 
 
