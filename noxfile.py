@@ -29,9 +29,19 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The toolkit's own tests: unit, contract, integration against real components."""
+    """The toolkit's own tests: unit, contract, integration against real components.
+
+    Without arguments: everything but the load tests in parallel workers (most tests wait on
+    real processes: sshd, kube-apiserver, terraform, nginx), then the load tests alone, since
+    they measure throughput and latency and must not share the machine. With arguments, pytest
+    runs them as given (add `-n 4` to parallelise a selection).
+    """
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    if session.posargs:
+        session.run("pytest", *session.posargs)
+        return
+    session.run("pytest", "-n", "4", "--dist", "loadfile", "--ignore", "tests/loadtests")
+    session.run("pytest", "tests/loadtests")
 
 
 def _env_option(args: list[str]) -> str:
