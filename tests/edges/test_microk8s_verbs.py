@@ -7,7 +7,7 @@ import pytest
 
 from mk8s.edges import microk8s as mk
 from mk8s.edges.microk8s import JoinResult
-from tests.contract.test_microk8s_outputs import reference_blocks, reference_quotes, title
+from tests.microk8s_model.test_microk8s_outputs import reference_blocks, reference_quotes, title
 
 
 def test_real_status_yaml_reads_every_role() -> None:
