@@ -148,7 +148,7 @@ def test_a_test_that_skips_itself_does_not_pass_for_a_criterion_that_applies(
     skipped = conformance_run(root, "dev", keys.alice, {"phase1.tls": "skip"})
     assert refusal(root) == [
         f"refusing to promote stage: dev's latest conformance run {skipped.run_id} skipped "
-        "phase1.tls (mk8s.checks.tls not importable), which applies to dev"
+        "phase1.tls (scripted skip without the registry's N/A reason), which applies to dev"
     ]
 
 
