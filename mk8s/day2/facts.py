@@ -81,6 +81,16 @@ class Disruption:
 
 
 @dataclass(frozen=True)
+class StorageRoom:
+    """One Proxmox storage as one host sees it (`GET nodes/{node}/storage`: avail, total)."""
+
+    pve_node: str
+    storage: str
+    avail_bytes: int
+    total_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class ClusterFacts:
     env: str
     taken_at: datetime
@@ -91,6 +101,7 @@ class ClusterFacts:
     newest_backup: datetime | None = None  # completion time of the newest good backup
     evidence_at: datetime | None = None  # the newest signed evidence for this environment
     problems: tuple[str, ...] = field(default=())  # what could not be read, one line each
+    storage: tuple[StorageRoom, ...] = ()  # free space of the storages holding the VMs' disks
 
     def node(self, name: str) -> NodeFacts:
         return next(n for n in self.nodes if n.name == name)
