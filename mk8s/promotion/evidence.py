@@ -48,6 +48,7 @@ DEFAULT_EVIDENCE_DIR = "reports"
 SUMMARY = "summary.json"
 JUNIT = "junit.xml"
 PROMOTION_RECORD = "promotion.json"  # written by `invoke promote` into the target's runs
+DAY2_RECORD = "day2.json"  # written by day-2 tasks (mk8s.day2.evidence), signed the same way
 RUN_ID_FORMAT = "%Y%m%dT%H%M%SZ"
 # Criteria whose measurement is a duration become `timings` (RTO, pod start, p95 ...).
 _TIME_UNITS = frozenset({"ms", "s", "min", "minutes", "seconds"})
@@ -348,14 +349,15 @@ def latest_run(
 
     A run directory whose summary cannot be read and whose kind cannot be told from its
     artifacts is the latest run of either kind: it must be repaired or removed, never skipped.
-    Directories that hold only a promotion record (`promotion.json`) are not runs.
+    Directories that hold only a promotion record (`promotion.json`) or a day-2 record
+    (`day2.json`, mk8s.day2.evidence) are not conformance or load-test runs.
     """
     if not base.is_dir():
         return Latest()
     for run_dir in sorted((p for p in base.iterdir() if p.is_dir()), reverse=True):
         path = run_dir / SUMMARY
         if not path.exists():
-            if (run_dir / PROMOTION_RECORD).is_file():
+            if (run_dir / PROMOTION_RECORD).is_file() or (run_dir / DAY2_RECORD).is_file():
                 continue
             if _kind_of(run_dir) in (kind, None):
                 return Latest(run_dir.name, problem=f"is unreadable: it has no {SUMMARY}")
