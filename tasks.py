@@ -349,6 +349,37 @@ def certs(c: Context, env: str) -> None:
     _say(f"{environment.name}: certificates {report.level}")
 
 
+@task(help=ENV_HELP | {"json": "print the facts and the verdict as JSON instead of a table"})
+@user_errors
+def status(c: Context, env: str, json: bool = False) -> None:
+    """Read-only health of ENV: per node VM, SSH, snap, Ready, datastore view, certs, drain
+    verdict. Exit 0 healthy, 1 degraded (one line per problem), 3 no node answers."""
+    from datetime import UTC, datetime
+
+    from mk8s.console import console
+    from mk8s.day2 import cluster_facts
+    from mk8s.day2 import status as day2_status
+    from mk8s.day2.preflight import Policy
+    from mk8s.inventory.load import load_environment
+    from mk8s.render.build import build_dir
+
+    environment = load_environment(env)
+    facts = cluster_facts.read(environment, build_dir(environment.name), datetime.now(UTC))
+    policy = Policy(rpo_minutes=environment.slo.rpo_minutes)
+    report = day2_status.judge_status(facts, policy)
+    if json:
+        print(day2_status.to_json(report))
+    else:
+        console.print(day2_status.table(report))
+        for line in day2_status.lines(report, policy):
+            console.print(line, soft_wrap=True, highlight=False, markup=False)
+    failure = day2_status.outcome(report)
+    if failure is not None:
+        raise failure
+    if not json:
+        _say(f"{environment.name}: healthy")
+
+
 def _say_level(line: str, colour: str) -> None:
     from rich.text import Text
 

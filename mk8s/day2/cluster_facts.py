@@ -153,17 +153,17 @@ def _read_ssh(session: NodeSession, problems: list[str]) -> dict[str, Any]:
 # --- evidence ----------------------------------------------------------------------------
 
 
-def _evidence_at(env: Environment, root: Path, problems: list[str]) -> datetime | None:
+def _evidence(env: Environment, root: Path) -> tuple[datetime | None, str | None]:
+    """The newest trusted conformance run's time, or why there is none (no run, unsigned,
+    tampered): a fact about promotion, not a fault of the cluster."""
     base = env_reports(env.name, root, env.promotion.evidence_dir)
     field_name = f"{env.name}'s promotion.signers"
     latest = latest_run(env.name, "conformance", base, env.promotion.signers, field_name)
     if latest.run_id is None:
-        problems.append(f"evidence: no conformance run of {env.name} in {base}")
-        return None
+        return None, f"no conformance run of {env.name} in {base}"
     if latest.problem or latest.summary is None:
-        problems.append(f"evidence: latest run {latest.run_id} {latest.problem or 'unreadable'}")
-        return None
-    return latest.summary.created_at
+        return None, f"latest run {latest.run_id} {latest.problem or 'is unreadable'}"
+    return latest.summary.created_at, None
 
 
 # --- all of it ---------------------------------------------------------------------------
@@ -216,6 +216,7 @@ def read(env: Environment, build: Path, now: datetime, src: Sources | None = Non
             f"{n.name}: no Node object in the API" for n in env.nodes if n.name not in kube.nodes
         )
     nodes = tuple(_node_facts(spec, got[spec.name], kube, api_up) for spec in env.nodes)
+    evidence_at, evidence_problem = _evidence(env, src.root)
     return ClusterFacts(
         env=env.name,
         taken_at=now,
@@ -223,9 +224,10 @@ def read(env: Environment, build: Path, now: datetime, src: Sources | None = Non
         disruption=kube.disruption,
         endpoint_node=endpoint,
         newest_backup=kube.newest_backup,
-        evidence_at=_evidence_at(env, src.root, problems),
+        evidence_at=evidence_at,
         problems=tuple(problems),
         storage=storage,
+        evidence_problem=evidence_problem,
     )
 
 

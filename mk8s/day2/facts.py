@@ -102,6 +102,7 @@ class ClusterFacts:
     evidence_at: datetime | None = None  # the newest signed evidence for this environment
     problems: tuple[str, ...] = field(default=())  # what could not be read, one line each
     storage: tuple[StorageRoom, ...] = ()  # free space of the storages holding the VMs' disks
+    evidence_problem: str | None = None  # why evidence_at is None (no run, unsigned, ...)
 
     def node(self, name: str) -> NodeFacts:
         return next(n for n in self.nodes if n.name == name)

@@ -34,4 +34,5 @@ def test_nothing_readable_is_problems_and_unknowns_not_a_crash(tmp_path: Path) -
     assert "Proxmox: cannot reach Proxmox" in text
     assert "no pinned host keys" in text
     assert f"kubeconfig {tmp_path / 'nope'}: not usable" in text
-    assert "evidence: no conformance run of dev" in text
+    assert facts.evidence_problem is not None
+    assert facts.evidence_problem.startswith("no conformance run of dev")
