@@ -10,11 +10,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from mk8s.edges.kube_drain import (
+    NODE_WRITE_RETRIES,
+    Cordon,
+    CordonState,
+    Eviction,
+    PodRef,
+    cordon_of,
+    eviction_of,
+)
 from mk8s.errors import OperationFailedError, UserError
 from mk8s.inventory.secrets import require_private
 
@@ -169,6 +178,115 @@ class KubeApi:
                 name=ref.name, namespace=ref.namespace, body={"propagationPolicy": "Background"}
             )
 
+    # --- drain primitives (DrainApi) ---
+
+    def node(self, name: str) -> Obj | None:
+        return self.get(Ref("v1", "Node", None, name))
+
+    def _patch_node(self, node: str, decide: Callable[[Obj], Obj | None]) -> Obj:
+        """Read the Node, let `decide` return a merge patch (None: leave it), write it with the
+        resourceVersion read (a concurrent writer makes the server answer 409: read again)."""
+        from kubernetes.dynamic.exceptions import ConflictError as Conflict
+
+        resource = self._resource("v1", "Node")
+        for _ in range(NODE_WRITE_RETRIES):
+            current = self.node(node)
+            if current is None:
+                raise OperationFailedError(f"node {node} is not registered with {self.server}")
+            patch = decide(current)
+            if patch is None:
+                return current
+            patch.setdefault("metadata", {})["resourceVersion"] = current["metadata"][
+                "resourceVersion"
+            ]
+            with self.talking():
+                try:
+                    out = resource.patch(
+                        body=patch, name=node, content_type="application/merge-patch+json"
+                    )
+                except Conflict:
+                    continue
+            return dict(out.to_dict())
+        raise OperationFailedError(f"node {node} kept changing: {NODE_WRITE_RETRIES} writes lost")
+
+    def cordon(self, node: str, annotation: str, owner: str) -> Cordon:
+        """Cordon and mark the cordon `owner`'s; a node cordoned already is not touched."""
+        before: list[Cordon] = []
+
+        def decide(current: Obj) -> Obj | None:
+            before[:] = [cordon_of(current, annotation)]
+            if before[0].state is not CordonState.NOT_CORDONED:
+                return None
+            return {
+                "metadata": {"annotations": {annotation: owner}},
+                "spec": {"unschedulable": True},
+            }
+
+        self._patch_node(node, decide)
+        was = before[0]
+        if was.state is CordonState.NOT_CORDONED:
+            return Cordon(node, CordonState.CORDONED, owner)
+        return was
+
+    def uncordon(self, node: str, annotation: str) -> Cordon:
+        """Lift the cordon only when it carries the mk8s mark; a foreign cordon stays."""
+        before: list[Cordon] = []
+
+        def decide(current: Obj) -> Obj | None:
+            before[:] = [cordon_of(current, annotation)]
+            state = before[0].state
+            if state is CordonState.FOREIGN:
+                return None
+            if state is CordonState.NOT_CORDONED and before[0].owner is None:
+                return None
+            # Ours, or a stale mark on a schedulable node: lift both.
+            return {
+                "metadata": {"annotations": {annotation: None}},
+                "spec": {"unschedulable": None},
+            }
+
+        self._patch_node(node, decide)
+        was = before[0]
+        if was.state is CordonState.OURS:
+            return Cordon(node, CordonState.UNCORDONED, was.owner)
+        return was
+
+    def node_pods(self, node: str) -> list[Obj]:
+        """Every pod bound to `node`, in all namespaces (a field selector, as kubectl drain)."""
+        with self.talking():
+            listed = self._resource("v1", "Pod").get(field_selector=f"spec.nodeName={node}")
+        return [dict(item) for item in listed.to_dict()["items"]]
+
+    def pod(self, ref: PodRef) -> Obj | None:
+        return self.get(Ref("v1", "Pod", ref.namespace, ref.name))
+
+    def evict(self, ref: PodRef, *, dry_run: bool) -> Eviction:
+        """POST a policy/v1 Eviction to the pod's eviction subresource; `dry_run` asks the
+        server to decide without deleting (dryRun=All: the PDB check runs, nothing is kept)."""
+        from kubernetes.dynamic.exceptions import DynamicApiError
+
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": ref.name, "namespace": ref.namespace},
+        }
+        path = f"/api/v1/namespaces/{ref.namespace}/pods/{ref.name}/eviction"
+        params: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
+        with self.talking():
+            try:
+                resp = self._dyn.request("post", path, body=body, serialize=False, **params)
+            except DynamicApiError as exc:
+                if exc.status in (429, 403, 500, 404) and _pdb_or_gone(exc):
+                    return eviction_of(ref, int(exc.status), str(exc.body))
+                raise
+        return eviction_of(ref, int(resp.status), "")
+
+    def pdbs(self) -> list[Obj]:
+        """Every PodDisruptionBudget (policy/v1), all namespaces."""
+        with self.talking():
+            listed = self._resource("policy/v1", "PodDisruptionBudget").get()
+        return [dict(item) for item in listed.to_dict()["items"]]
+
     def create(self, obj: Obj) -> Obj:
         """Create `obj`; ConflictError when it exists already (another writer won the race)."""
         return self._write("create", obj)
@@ -193,6 +311,17 @@ class KubeApi:
                     raise ConflictError(ref, exc.status, _reason(exc)) from None
                 raise ApplyError(ref, exc.status, _reason(exc)) from None
             return dict(out.to_dict())
+
+
+def _pdb_or_gone(exc: Any) -> bool:
+    """An eviction answer about the pod or its PDB, not about our credentials (a 403 that
+    names a poddisruptionbudget is the PDB's; any other 403 is RBAC: talking() words it)."""
+    if exc.status != 403:
+        return True
+    try:
+        return bool(json.loads(exc.body)["details"]["kind"] == "poddisruptionbudget")
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def _reason(exc: Any) -> str:
