@@ -153,7 +153,7 @@ def test_a_pdb_whose_status_lags_its_spec_refuses_with_its_name(
     pod = PodRef(ns, workloads.run_pod(admin, ns, node))
     workloads.pdb(admin, ns, "web", allowed=1)
     policy: Any = client.PolicyV1Api(admin)
-    policy.patch_namespaced_pod_disruption_budget("web", ns, {"spec": {"minAvailable": 0}})
+    policy.patch_namespaced_pod_disruption_budget("web", ns, {"spec": {"minAvailable": 1}})
     out = api.evict(pod, dry_run=True)  # generation moved on, observedGeneration did not
     assert out.status == 429 and out.pdb == "web"
     assert "still being processed" in out.message
