@@ -357,6 +357,10 @@ class Promotion(Model):
     signers: list[Signer] = []
     # Where this environment's runs are kept (relative to the checkout, or absolute to share).
     evidence_dir: str = Field(default="reports", pattern=r"^\S+$")
+    # Days the previous environment must have run the target channel after a green upgrade to
+    # it before this one is promoted (PRD checklist: prod two weeks after stage); only when the
+    # previous environment has upgrade evidence at all (mk8s.promotion.gate).
+    soak_days: int = Field(default=14, ge=0)
 
 
 class Quota(Model):

@@ -15,6 +15,11 @@ Promoting ENV (say stage) is allowed only on the evidence of PREV, the environme
 - for the load test: aimed at PREV's app host through PREV's ingress addresses, at PREV's
   `loadtest` duration and rate, and no smoke run.
 
+And when PREV has day-2 upgrade evidence at all (mk8s.day2.evidence: it was upgraded rather
+than only built), PREV's last upgrade to ENV's `microk8s.channel` must be readable, signed by
+one of PREV's signers, green, and finished at least ENV's `promotion.soak_days` ago (the PRD
+checklist: stage first, prod two weeks later). A refusal names the date it becomes allowed.
+
 Anything else refuses with one line per reason. There is no override.
 """
 
@@ -26,6 +31,7 @@ from datetime import datetime, timedelta
 from ipaddress import ip_address
 
 from mk8s.checks import criteria as registry
+from mk8s.day2.evidence import Day2Latest, soaked_at, why_not_green
 from mk8s.inventory.model import Environment
 from mk8s.promotion.evidence import CriterionResult, Latest, LoadRecord, Summary
 
@@ -40,6 +46,14 @@ _PART_NAMES = {
     "conformance": "conformance/",
     "loadtests": "loadtests/",
 }
+
+
+@dataclass(frozen=True)
+class Upgrades:
+    """PREV's upgrade evidence as the soak rule reads it (None in `decide`: PREV has none)."""
+
+    channel: str  # the target's microk8s.channel
+    latest: Day2Latest  # PREV's last upgrade to `channel`
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,7 @@ def decide(
     inputs_now: Mapping[str, str] | None,
     now: datetime,
     evidence_dir: str = "reports",
+    upgrades: Upgrades | None = None,
 ) -> Decision:
     """Every reason the promotion into `target` must be refused; none means go."""
     if target.promotion.after is None or previous is None:
@@ -75,7 +90,31 @@ def decide(
         )
     check = _Check(target, previous, now, inputs_now, f"{evidence_dir}/{previous.name}/")
     reasons = check.run("conformance", conformance) + check.run("loadtest", loadtest)
+    if upgrades is not None:
+        reasons += soak(target, previous, upgrades, now)
     return Decision(target.name, previous.name, tuple(reasons))
+
+
+def soak(target: Environment, prev: Environment, upgrades: Upgrades, now: datetime) -> list[str]:
+    """The soak rule: PREV ran ENV's channel, upgraded green, for `soak_days` before ENV moves."""
+    days, channel = target.promotion.soak_days, upgrades.channel
+    rule = (
+        f"{target.name} is promoted to {channel} (its microk8s.channel) only after {prev.name} "
+        f"upgraded to it green and ran it {days} days ({target.name}'s promotion.soak_days)"
+    )
+    problem = why_not_green(upgrades.latest, prev.name, "upgrade", channel)
+    if problem is not None:
+        return [f"{problem}; {rule}"]
+    allowed_at = soaked_at(upgrades.latest, days)
+    if allowed_at is None or now >= allowed_at:
+        return []
+    finished = allowed_at - timedelta(days=days)
+    age = (now - finished).total_seconds() / 86400
+    return [
+        f"{prev.name}'s upgrade to {channel} (run {upgrades.latest.run_id}) finished green "
+        f"{finished:%Y-%m-%d %H:%M} UTC, {age:.1f} days ago, under {target.name}'s "
+        f"promotion.soak_days {days}; promotion is allowed from {allowed_at:%Y-%m-%d %H:%M} UTC"
+    ]
 
 
 _HOW = {

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mk8s.day2.evidence import any_run, last_upgrade
 from mk8s.errors import OperationFailedError, UserError
 from mk8s.inventory.load import load_environment
 from mk8s.inventory.model import Environment
 from mk8s.promotion.evidence import PROMOTION_RECORD, Latest, env_reports, latest_run, new_run_dir
-from mk8s.promotion.gate import Decision, decide
+from mk8s.promotion.gate import Decision, Upgrades, decide
 from mk8s.promotion.inputs import current_inputs
 
 PROMOTION = PROMOTION_RECORD
@@ -88,6 +89,7 @@ def judge(env: str, root: Path = Path(), now: datetime | None = None) -> tuple[D
             f"{env}: promotion.after names {prev_name!r}, but: {exc.lines[0]}"
         ) from None
     found = evidence_of(prev, root)
+    upgrades = upgrades_of(prev, target.microk8s.channel, root)
     decision = decide(
         target,
         prev,
@@ -96,8 +98,16 @@ def judge(env: str, root: Path = Path(), now: datetime | None = None) -> tuple[D
         inputs_now=inputs_now,
         now=_now(now),
         evidence_dir=prev.promotion.evidence_dir,
+        upgrades=upgrades,
     )
     return decision, found
+
+
+def upgrades_of(prev: Environment, channel: str, root: Path) -> Upgrades | None:
+    """PREV's last upgrade to `channel`; None when PREV has no upgrade evidence at all."""
+    if not any_run(env_reports(prev.name, root, prev.promotion.evidence_dir), task="upgrade"):
+        return None
+    return Upgrades(channel, last_upgrade(prev, channel, root))
 
 
 def gate(env: str, root: Path = Path(), now: datetime | None = None) -> Decision:
