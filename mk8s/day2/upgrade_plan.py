@@ -57,6 +57,7 @@ from mk8s.day2.upgrade_refusals import (
     roles_of,
     window,
 )
+from mk8s.day2.upgrade_removals import FLAG_MINORS_READ
 from mk8s.day2.window import window_state
 from mk8s.inventory.model import Environment
 
@@ -249,6 +250,11 @@ def fresh_plan(env: Environment, facts: ClusterFacts, inputs: UpgradeInputs) -> 
             snap = facts.node(name).snap
             assert snap is not None
             notes.append(f"{name} is already on {snap.channel} revision {snap.revision}: skipped")
+    if target.minor not in FLAG_MINORS_READ:
+        notes.append(
+            f"flags removed in Kubernetes {target.track} are not tabled (mk8s.day2."
+            "upgrade_removals): read its CHANGELOG's Urgent Upgrade Notes before upgrading"
+        )
     if inputs.node_args is None:
         notes.append(
             "removed flags were checked in mk8s' launch configuration only: the args files "

@@ -1,12 +1,14 @@
-"""Refusals of `invoke upgrade` that need more than the node facts (pure, over recorded inputs).
+"""Every refusal of `invoke upgrade` (pure, over recorded facts and inputs).
 
-Each refusal is one line naming what is wrong and how to fix it. These are the ones about the
-*target* rather than the nodes' state: flags the target minor removes, API versions it stops
-serving, the ingress controller it ships, the previous environment's evidence and the window.
-The path, revision and health refusals live beside the plan (`mk8s.day2.upgrade_plan`).
-
-The tables hold only what was read, each row citing its source line; a flag or API that is not
-listed is not claimed to be safe, only not known to this table.
+Each refusal is one line naming what is wrong and how to fix it:
+- about the target: flags the target minor removes (in mk8s' launch configuration and, when
+  read, the nodes' args files), API versions it stops serving (tables and their sources in
+  mk8s.day2.upgrade_removals), the ingress controller it ships, the previous environment's
+  upgrade evidence and the maintenance window;
+- about the nodes: the channel path (one minor at a time, no downgrade, no risk change, mixed
+  minors only as a half-done upgrade to this target), the newest revision in the current
+  channel, health (unknown never passes), the datastore leader, roles and kubeconfig endpoint
+  the node order needs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from mk8s.day2.evidence import Day2Latest, green_since, why_not_green
 from mk8s.day2.facts import ClusterFacts, NodeFacts
+from mk8s.day2.upgrade_removals import REMOVED_APIS, REMOVED_FLAGS, RemovedApi, RemovedFlag
 from mk8s.day2.window import require_window
 from mk8s.errors import UserError
 from mk8s.inventory.model import CHANNEL, LAST_NGINX_MINOR, Environment
@@ -43,29 +47,6 @@ class UpgradeRefusedError(UserError):
         return tuple(r.code for r in self.refusals)
 
 
-@dataclass(frozen=True)
-class RemovedFlag:
-    service: str  # kubelet, kube-apiserver
-    flag: str  # --flag-name
-    minor: int  # the Kubernetes minor that no longer accepts it
-    source: str  # repo@ref:path and the changelog line it was read from
-
-
-@dataclass(frozen=True)
-class RemovedApi:
-    api_version: str  # group/version
-    resource: str  # plural resource name, e.g. flowschemas
-    minor: int  # the Kubernetes minor that no longer serves it
-    replacement: str  # the API version to migrate to
-    source: str
-
-
-# Flags removed per minor (filled from the changelogs; see each row's source).
-REMOVED_FLAGS: tuple[RemovedFlag, ...] = ()
-
-# API versions no longer served per minor (filled from the deprecation guide).
-REMOVED_APIS: tuple[RemovedApi, ...] = ()
-
 # launch configuration key -> the service whose args file it feeds (MicroK8s names).
 LAUNCH_ARGS_KEYS: Mapping[str, str] = {
     "extraKubeletArgs": "kubelet",
@@ -78,12 +59,20 @@ LAUNCH_ARGS_KEYS: Mapping[str, str] = {
 
 @dataclass(frozen=True)
 class PreviousEvidence:
-    """The previous environment's (`promotion.after`) newest upgrade evidence (mk8s.day2.evidence)."""
+    """The previous environment's (`promotion.after`) newest upgrade evidence at the target."""
 
     env: str
     channel: str  # the channel that upgrade reached
-    green: bool  # every gate passed
+    green: bool  # every gate passed, and the record is trustworthy (signed by an allowed signer)
     at: datetime | None = None
+    reason: str | None = None  # why it does not count, in the evidence reader's words
+
+    @classmethod
+    def from_latest(cls, env: str, channel: str, latest: Day2Latest) -> PreviousEvidence:
+        """From mk8s.day2.evidence.last_upgrade(previous_env, target) (read by the flow)."""
+        at = green_since(latest)
+        reason = why_not_green(latest, env, "upgrade", channel)
+        return cls(env, channel, at is not None and reason is None, at, reason)
 
 
 @dataclass(frozen=True)
@@ -192,10 +181,8 @@ def previous_evidence(
             f"not {target}; {fix}",
         )
     elif not previous.green:
-        yield Refusal(
-            "previous-evidence",
-            f"promotion.after: {after}'s upgrade to {target} is not green; {fix}",
-        )
+        why = previous.reason or f"{after}'s upgrade to {target} is not green"
+        yield Refusal("previous-evidence", f"promotion.after: {why}; {fix}")
 
 
 def window(env: Environment, now: datetime, outside_window: bool) -> Iterator[Refusal]:

@@ -17,11 +17,19 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from mk8s.day2.evidence import Day2Latest
 from mk8s.day2.facts import ClusterFacts, VmState
 from mk8s.day2.operation import show_plan
 from mk8s.day2.plan import Plan
 from mk8s.day2.upgrade_plan import UpgradeInputs, plan_upgrade
-from mk8s.day2.upgrade_refusals import ApiUse, PreviousEvidence, UpgradeRefusedError
+from mk8s.day2.upgrade_refusals import (
+    ApiUse,
+    PreviousEvidence,
+    UpgradeRefusedError,
+    removed_flags,
+    rendered_flags,
+)
+from mk8s.day2.upgrade_removals import FLAG_MINORS_READ
 from mk8s.edges.microk8s import Member
 from mk8s.inventory.model import Environment
 from tests.day2.upgrade_scenarios import (
@@ -300,6 +308,18 @@ FLIPS: dict[str, tuple[Flip, str, str]] = {
     ),
     "endpoint unknown": (_facts(endpoint_node=None), "endpoint-unknown", "192.168.20.11"),
     "API use unknown": (_inputs(api_use=None), "api-unknown", "API versions"),
+    "a kubelet flag 1.34 removes": (
+        _inputs(node_args={"stage-k8s-2": {"kubelet": ["--cloud-config=/etc/cloud.conf"]}}),
+        "removed-flag",
+        "kubelet flag --cloud-config (set on stage-k8s-2) is removed in Kubernetes 1.34 "
+        "(kubernetes/kubernetes@008b365:CHANGELOG/CHANGELOG-1.34.md v1.34.0, #130161)",
+    ),
+    "an API 1.34 stops serving": (
+        _inputs(api_use=(ApiUse("resource.k8s.io/v1alpha3", "resourceclaims", "ml/gpu-claim"),)),
+        "removed-api",
+        "resourceclaims.resource.k8s.io/v1alpha3 (ml/gpu-claim) is no longer served from "
+        "Kubernetes 1.34",
+    ),
     "1.35 with nginx": (
         _both(
             _both(
@@ -366,3 +386,51 @@ def test_every_refusal_is_reported_at_once() -> None:
     with pytest.raises(UpgradeRefusedError) as refused:
         plan_upgrade(s.env, s.facts, s.inputs)
     assert refused.value.codes == ("unhealthy", "previous-evidence", "window")
+
+
+def test_flags_and_apis_the_target_keeps_pass() -> None:
+    """The tables bite only on what the target removes: 1.35's flag is fine for a 1.34 target."""
+    s = _stage_134()
+    args = {"stage-k8s-1": {"kubelet": ["--pod-infra-container-image=pause:3.10", "--v=2"]}}
+    used = (ApiUse("storagemigration.k8s.io/v1alpha1", "storageversionmigrations"),)
+    assert plan_upgrade(s.env, s.facts, replace(s.inputs, node_args=args, api_use=used)).steps
+    p = _prod_135_traefik()
+    with pytest.raises(UpgradeRefusedError) as refused:
+        plan_upgrade(p.env, p.facts, replace(p.inputs, node_args=args, api_use=used))
+    assert refused.value.codes == ("removed-flag", "removed-api")
+
+
+def test_mk8s_own_launch_configuration_sets_no_removed_flag() -> None:
+    env = environment("stage", "1.35/stable", controller="traefik")
+    flags = rendered_flags(env)
+    assert flags["stage-k8s-1"]["kube-apiserver"] == ("--service-cluster-ip-range",)
+    assert list(removed_flags(flags, 35)) == []
+    planted = {"stage-k8s-3": {"kubelet": ("--pod-infra-container-image",)}}
+    assert [r.code for r in removed_flags({**flags, **planted}, 35)] == ["removed-flag"]
+
+
+def test_previous_evidence_from_the_evidence_reader() -> None:
+    none = PreviousEvidence.from_latest("dev", "1.34/stable", Day2Latest())
+    assert (
+        not none.green and none.reason is not None and "dev has no upgrade evidence" in none.reason
+    )
+    bad = PreviousEvidence.from_latest(
+        "dev", "1.34/stable", Day2Latest(run_id="20261130T200000Z", problem="is not signed")
+    )
+    s = _stage_134()
+    with pytest.raises(UpgradeRefusedError) as refused:
+        plan_upgrade(s.env, s.facts, replace(s.inputs, previous=bad))
+    assert refused.value.codes == ("previous-evidence",)
+    assert "20261130T200000Z) is not signed" in refused.value.lines[0]
+
+
+def test_a_target_whose_flags_were_not_read_says_so() -> None:
+    env = environment("stage", "1.34/stable")
+    plan = plan_upgrade(env, cluster(env), inputs(previous=green("dev", "1.34/stable")))
+    assert not any("are not tabled" in n for n in plan.notes)
+    older = environment("stage", "1.33/stable")
+    plan = plan_upgrade(
+        older, cluster(older, "1.32/stable"), inputs(previous=green("dev", "1.33/stable"))
+    )
+    assert 33 not in FLAG_MINORS_READ
+    assert any("flags removed in Kubernetes 1.33 are not tabled" in n for n in plan.notes)
