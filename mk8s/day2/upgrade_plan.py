@@ -74,7 +74,7 @@ EXPECTED_S = {
     "gate": 300,
     "uncordon": 5,
     "conformance": 60,
-    "settle": 120,
+    "settle": 60,  # upgrade_flow Settings.settle_s: the delay the run waits
     "finish": 10,
 }
 SETTLE_S = EXPECTED_S["settle"]

@@ -19,6 +19,8 @@ from tests.day2.upgrade_scenarios import cluster, environment, green, inputs, sn
 TARGET = "1.34/stable"
 ENVS = {n: environment("stage", TARGET, extra_nodes=n - 3) for n in (3, 4, 5)}
 RANK = {"spare": 0, "standby": 1, "voter": 2}
+# mostly one minor below the target or on it; sometimes a skip or a newer node
+CHANNELS = ["1.33/stable"] * 4 + ["1.34/stable"] * 4 + ["1.32/stable", "1.35/stable"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class State:
     ready: tuple[bool | None, ...]
     vm: tuple[str, ...]
     cordoned: tuple[bool, ...]
-    on_target: tuple[bool, ...]
+    channels: tuple[str, ...]
 
 
 @st.composite
@@ -49,7 +51,7 @@ def states(draw: st.DrawFn) -> State:
         each(mostly),  # type: ignore[arg-type]
         each(st.sampled_from(["running"] * 8 + ["stopped"])),  # type: ignore[arg-type]
         each(st.sampled_from([False] * 8 + [True])),  # type: ignore[arg-type]
-        each(st.booleans()),  # type: ignore[arg-type]
+        each(st.sampled_from(CHANNELS)),  # type: ignore[arg-type]
     )
 
 
@@ -65,7 +67,7 @@ def facts_for(s: State) -> ClusterFacts:
     )
     nodes: list[NodeFacts] = []
     for i, n in enumerate(base.nodes):
-        channel = TARGET if s.on_target[i] else "1.33/stable"
+        channel = s.channels[i]
         nodes.append(
             replace(
                 n,
@@ -100,13 +102,19 @@ def test_one_node_at_a_time_and_never_while_one_is_unhealthy(s: State) -> None:
     try:
         plan = plan_upgrade(env, facts, inputs(previous=green("dev", TARGET)))
     except UpgradeRefusedError as refused:
+        minors = {int(c.split("/")[0].split(".")[1]) for c in s.channels}
         if unhealthy:
             assert "unhealthy" in refused.codes
             assert all(any(n in line for line in refused.lines) for n in unhealthy)
-        else:  # the only other reasons these states can give
-            assert set(refused.codes) <= {"leader-unknown", "endpoint-unknown"}, refused.lines
+        if max(minors) > 34:
+            assert "downgrade" in refused.codes
+        elif min(minors) < 33:
+            assert {"mixed-minor", "path-skip"} & set(refused.codes)
+        path = {"downgrade", "mixed-minor", "path-skip"}
+        assert set(refused.codes) <= {"unhealthy", "leader-unknown", "endpoint-unknown", *path}
         return
     assert not unhealthy
+    assert set(s.channels) <= {"1.33/stable", TARGET}
     assert facts.leader is not None
     intervals = sorted(disrupted_intervals(plan).values())
     for (_, end), (start, _) in itertools.pairwise(intervals):
@@ -119,7 +127,9 @@ def test_one_node_at_a_time_and_never_while_one_is_unhealthy(s: State) -> None:
         verify = next(s.number for s in plan.steps if s.key == "verify-snapshots")
         assert all(s.number > verify for s in plan.steps if s.node)
     # exactly the nodes not yet on the target, in rank order
-    assert set(visited) == {n.name for n, t in zip(facts.nodes, s.on_target, strict=True) if not t}
+    assert set(visited) == {
+        n.name for n, c in zip(facts.nodes, s.channels, strict=True) if c != TARGET
+    }
     names = [n.name for n in env.nodes]
 
     def rank(name: str) -> tuple[int, int]:
