@@ -19,10 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.microk8s import certs, model
+from tests.support.microk8s import certs, model, snapcmd
 from tests.support.microk8s.model import State, cluster_of, locked
 
-REVISION = {"1.28": "6089", "1.29": "6364", "1.33": "8205"}
 CLUSTER_AGENT_PORT = 25000
 TOKEN_MIN_LEN = 32  # MK scripts/wrappers/common/cluster/utils.py TOKEN_MIN_LEN
 FINGERPRINT_MIN_LEN = 12
@@ -97,33 +96,10 @@ def cmd_cloud_init(name: str, argv: list[str]) -> None:
 
 
 def cmd_snap(name: str, argv: list[str]) -> None:
-    with locked() as state:
-        node = state["nodes"][name]
-        if argv[:2] == ["list", "microk8s"]:
-            if not node["installed"]:
-                print("error: no matching snaps installed", file=sys.stderr)  # snapd, exit 1
-                raise ExitError(1)
-            notes = "classic,held" if node["held"] else "classic"  # snapd >= 2.58 notes
-            rev = REVISION.get(state["version"], "8205")
-            out(
-                "Name      Version  Rev   Tracking     Publisher   Notes",
-                f"microk8s  v{state['version']}.5  {rev}  {node['channel']}  canonical✓  {notes}",
-            )
-            return
-        if argv[:1] == ["install"] and "microk8s" in argv:
-            channel = next((a.split("=", 1)[1] for a in argv if a.startswith("--channel=")), "")
-            if node["installed"]:
-                out("snap \"microk8s\" is already installed, see 'snap help refresh'")
-                return
-            install(state, name, channel or "latest/stable")
-            out(f"microk8s ({channel}) v{state['version']}.5 from Canonical✓ installed")
-            return
-        if argv[:3] == ["refresh", "--hold", "microk8s"]:
-            node["held"] = True
-            out('General refreshes of "microk8s" held indefinitely')
-            return
-    print(f"model: snap {' '.join(argv)} is not modelled", file=sys.stderr)
-    raise ExitError(2)
+    try:
+        snapcmd.cmd_snap(name, argv, install)
+    except snapcmd.SnapExitError as exc:
+        raise ExitError(exc.code) from None
 
 
 def install(state: State, name: str, channel: str, base: Path | None = None) -> None:
@@ -138,6 +114,10 @@ def install(state: State, name: str, channel: str, base: Path | None = None) -> 
     lc_path = base / name / "microk8s.yaml"
     lc = yaml.safe_load(lc_path.read_text()) if lc_path.exists() else {}
     node.update(installed=True, channel=channel, held=False, running=True, stopped=False)
+    # The channel's release in the store; a channel the store lacks gets the rig's version.
+    minor = str(state["version"])
+    fallback = model.DEFAULT_STORE.get(f"{minor}/stable", model.DEFAULT_STORE["1.33/stable"])
+    node.update(snapcmd.release(state, channel) or fallback, previous=None)
     node["extra_sans"] = [str(s) for s in lc.get("extraSANs") or []]
     # Without a launch configuration the bundled default enables dns (MK: microk8s.yaml default).
     wanted = lc.get("addons") if lc else [{"name": "dns"}]
@@ -146,7 +126,7 @@ def install(state: State, name: str, channel: str, base: Path | None = None) -> 
     }
     node["launch_addons_at"] = time.time() + float(state["launch_addons_delay_s"])
     model.new_cluster(state, name)
-    certs.write_server_cert(base, name, node)
+    certs.install_certs(base, name, node)
 
 
 # --- status ----------------------------------------------------------------------------------
@@ -167,7 +147,7 @@ def dqlite_info(state: State, name: str) -> list[tuple[str, str]]:
 def is_ready(state: State, name: str) -> bool:
     """MK common/utils.py is_cluster_ready: the local API answers and *any* node is Ready."""
     node = state["nodes"][name]
-    if not (node["installed"] and node["running"] and not node["join_lock"]):
+    if not model.kubelite_up(node) or node["join_lock"]:
         return False
     cluster = cluster_of(state, name)
     return any(
@@ -418,7 +398,7 @@ def cmd_join(name: str, argv: list[str]) -> None:
     with locked() as state:
         faults = state["nodes"][name]["faults"]
         if other := faults.pop("refresh_certs_of", None):  # refresh-certs between add-node/join
-            certs.write_server_cert(model.root(), other, state["nodes"][other])
+            certs.reissue(model.root(), other, state["nodes"][other], "server.crt")
         if other := faults.pop("expire_tokens_of", None):  # the token's TTL ran out meanwhile
             state["nodes"][other]["tokens"].clear()
         state["nodes"][name]["join_lock"] = True  # MK join.py mark_join_in_progress
@@ -457,6 +437,7 @@ def cmd_join(name: str, argv: list[str]) -> None:
             cluster_of(state, target)["k8s_nodes"].append(name)
         else:
             model.add_member(state, cid, name)
+            certs.copy_ca(model.root(), target, name)  # MK join.py join_dqlite_master_node
         node["cluster"] = cid
         if old != cid:
             state["clusters"].pop(old, None)
@@ -621,14 +602,9 @@ def cmd_microk8s(name: str, argv: list[str]) -> None:
             out("Stopped.")
         elif verb == "start":
             node["stopped"] = False
-        elif verb == "refresh-certs" and "server.crt" in rest:
-            certs.write_server_cert(model.root(), name, node)  # MK refresh_certs.py
-            out(
-                "Taking a backup of the current certificates under "
-                "/var/snap/microk8s/current/certs-backup/",
-                "Creating new certificates",
-                "Restarting service kubelite.",
-            )
+        elif verb == "refresh-certs":
+            if code := certs.cmd_refresh_certs(state, name, rest):
+                raise ExitError(code)
         else:
             print(f"model: microk8s {' '.join(argv)} is not modelled", file=sys.stderr)
             raise ExitError(2)

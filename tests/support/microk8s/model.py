@@ -71,7 +71,40 @@ def empty() -> State:
         # CA pkg/k8sinit: the launch loop applies add-ons after start, in 5 s ticks.
         "launch_addons_delay_s": 0.0,
         "delay_s": 0.0,  # cloud-init --wait and status --wait-ready, for the benchmark
+        # The store, channel -> {revision, version}: what `snap info` lists and a refresh gets.
+        "store": dict(DEFAULT_STORE),
+        # How long kubelite is down after `snapctl restart` (refresh, refresh-certs).
+        "restart_s": 0.0,
     }
+
+
+# Revisions the suite has always used per minor (tests/support/microk8s/cli.py before day 2).
+DEFAULT_STORE = {
+    "1.28/stable": {"revision": "6089", "version": "v1.28.5"},
+    "1.29/stable": {"revision": "6364", "version": "v1.29.5"},
+    "1.33/stable": {"revision": "8205", "version": "v1.33.5"},
+}
+
+
+def kubelite_up(node: dict[str, Any]) -> bool:
+    """kubelite runs: installed, started, not restarting, not broken by a refresh."""
+    return bool(
+        node["installed"]
+        and node["running"]
+        and not node["stopped"]
+        and time.time() >= float(node.get("restart_until") or 0)
+    )
+
+
+def event(node: str, what: str, **detail: Any) -> None:
+    """Something a node did besides answering a command (service restarts, refreshes,
+    reverts), appended to events.jsonl so tests assert on it."""
+    with events_path().open("a") as f:
+        f.write(json.dumps({"node": node, "event": what, "at": time.time(), **detail}) + "\n")
+
+
+def events_path(where: Path | None = None) -> Path:
+    return (where or root()) / "events.jsonl"
 
 
 def version_at_least(state: State, minor: int) -> bool:

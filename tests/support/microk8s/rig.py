@@ -2,8 +2,23 @@
 the command log. The nodes themselves run bin/ over real sshd (tests/support/sshd.py).
 
     rig = Rig(tmp_path / "mk8s-state")
-    cluster = sshd_factory(names, path_dirs=[BIN], env=rig.session_env())
+    cluster = sshd_factory(names, path_dirs=[BIN, FS], env=rig.session_env())
     rig.seed({"n1": "127.0.5.10", ...}, launch_configs)
+
+FS (optional on the PATH) maps /var/snap/microk8s/current/ and /var/run/ for `cat` and `grep` to
+each node's directory, so `invoke certs` and the reboot-required check read the model's files.
+
+Day 2: `set_store({"1.34/stable": ("8450", "v1.34.1")})` is what `snap info` lists and a refresh
+gets; nodes carry channel, revision, version and held (`node(name)`); faults refresh_fails=TEXT,
+unhealthy_after_refresh, refresh_conflict; `configure(restart_s=...)` keeps kubelite down after
+each restart; `reboot_required(name)`; `events()` logs refreshes, reverts, reissued certificates
+and service restarts (assert e.g. that no voter was ever reverted).
+
+Nodes in a real kube-apiserver (tests/support/microk8s/kubelets.py): `Kubelets(rig,
+kube_apiserver.api_client(), prefix="t1-")`; call `.sync()` after each model change, or run it in
+the background with `with kubelets.running(0.2): ...`. Ready follows kubelite (Unknown while it
+is down or the VM is off, False with `kubelet_not_ready`), nodeInfo.kubeletVersion the snap
+version, and a calico-node pod per node in kube-system is Ready with it; cordons are left alone.
 """
 
 from __future__ import annotations
@@ -20,6 +35,7 @@ from typing import Any
 from tests.support.microk8s import certs, cli, model
 
 BIN = Path(__file__).resolve().parent / "bin"
+FS = Path(__file__).resolve().parent / "fs"
 
 
 class Rig:
@@ -118,7 +134,8 @@ class Rig:
     def fault(self, name: str, **faults: Any) -> None:
         """advertise_hostname, dqlite_query_fails, dqlite_slow_s, status_traceback (count),
         agent_unreachable, not_ha, hostname_unresolvable, empty_error, bind_address_missing,
-        join_drop, kubelet_not_ready, cloud_init; on a joiner, one-shot before its next join:
+        join_drop, kubelet_not_ready, cloud_init, refresh_fails=TEXT (configure hook error),
+        unhealthy_after_refresh, refresh_conflict; on a joiner, one-shot before its next join:
         refresh_certs_of=NODE (fingerprint changes), expire_tokens_of=NODE."""
         with self._locked() as state:
             state["nodes"][name]["faults"].update(faults)
@@ -145,6 +162,42 @@ class Rig:
         with self._locked() as state:
             ip = state["nodes"][name]["ip"]
         self.seed({name: ip}, {name: launch_config} if launch_config else None, channel=channel)
+
+    def set_store(self, releases: Mapping[str, tuple[str, str]], *, replace: bool = False) -> None:
+        """channel -> (revision, version) in the store (added to the default table unless
+        `replace`)."""
+        with self._locked() as state:
+            table = {} if replace else state["store"]
+            for channel, (revision, version) in releases.items():
+                table[channel] = {"revision": revision, "version": version}
+            state["store"] = table
+
+    def reboot_required(
+        self, name: str, required: bool = True, packages: Sequence[str] = ()
+    ) -> None:
+        """/var/run/reboot-required and .pkgs as Ubuntu's update-notifier leaves them."""
+        run = self.root / name / "var" / "run"
+        run.mkdir(parents=True, exist_ok=True)
+        flag, pkgs = run / "reboot-required", run / "reboot-required.pkgs"
+        if required:
+            flag.write_text("*** System restart required ***\n")
+            pkgs.write_text("".join(f"{p}\n" for p in packages))
+        else:
+            flag.unlink(missing_ok=True)
+            pkgs.unlink(missing_ok=True)
+
+    def events(self, node: str | None = None) -> list[dict[str, Any]]:
+        path = model.events_path(self.root)
+        if not path.exists():
+            return []
+        found = [json.loads(line) for line in path.read_text().splitlines() if line]
+        return [e for e in found if node is None or e["node"] == node]
+
+    def event_names(self, node: str | None = None) -> list[tuple[str, str]]:
+        return [(e["node"], e["event"]) for e in self.events(node)]
+
+    def cert_path(self, name: str, cert: str = "server.crt") -> Path:
+        return self.root / name / "certs" / cert
 
     def members(self, name: str) -> list[tuple[str, str]]:
         with self._locked() as state:
