@@ -90,6 +90,8 @@ class UpgradeInputs:
     api_use: Sequence[ApiUse] | None = None  # API versions objects/clients use
     # node -> service (kubelet, kube-apiserver, ...) -> flags in its args file on the node
     node_args: Mapping[str, Mapping[str, Sequence[str]]] | None = None
+    # nodes where $SNAP_DATA/var/lock/no-arg-sanitisation exists (read with node_args)
+    no_arg_sanitisation: frozenset[str] = frozenset()
     resuming: Mapping[str, Any] | None = None  # the partial run's plan (Journal.plan)
 
 
@@ -134,7 +136,7 @@ def refusals(
         for node, services in source.items():
             for service, names in services.items():
                 flags.setdefault(node, {}).setdefault(service, []).extend(names)
-    out += removed_flags(flags, target.minor)
+    out += removed_flags(flags, target.minor, unsanitised=inputs.no_arg_sanitisation)
     out += removed_apis(inputs.api_use, target.minor)
     out += ingress_for(env, target.minor)
     out += previous_evidence(env, str(target), inputs.previous)

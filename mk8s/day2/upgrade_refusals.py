@@ -107,21 +107,28 @@ def removed_flags(
     flags: Mapping[str, Mapping[str, Iterable[str]]],
     target_minor: int,
     table: Sequence[RemovedFlag] = REMOVED_FLAGS,
+    unsanitised: Iterable[str] = (),
 ) -> Iterator[Refusal]:
-    """One refusal per (flag, service) the target minor removes, naming the nodes that set it."""
+    """One refusal per (flag, service) the target minor removes, naming the nodes that set it.
+
+    A flag the target MicroK8s strips at start (`stripped_by`) is refused only on the nodes in
+    `unsanitised` (their `no-arg-sanitisation` lock is set)."""
     removed = {(r.service, r.flag): r for r in table if r.minor == target_minor}
+    off = set(unsanitised)
     hits: dict[tuple[str, str], list[str]] = {}
     for node, services in flags.items():
         for service, names in services.items():
             for name in names:
-                if (service, flag_name(name)) in removed:
-                    hits.setdefault((service, flag_name(name)), []).append(node)
+                row = removed.get((service, flag_name(name)))
+                if row is not None and (row.stripped_by is None or node in off):
+                    hits.setdefault((service, row.flag), []).append(node)
     for (service, flag), nodes in sorted(hits.items()):
         row = removed[(service, flag)]
+        why = "" if row.stripped_by is None else ", and argument sanitisation is off there"
         yield Refusal(
             "removed-flag",
             f"{service} flag {flag} (set on {', '.join(sorted(set(nodes)))}) is removed in "
-            f"Kubernetes 1.{row.minor} ({row.source}); remove it from the args/launch "
+            f"Kubernetes 1.{row.minor} ({row.source}){why}; remove it from the args/launch "
             "configuration and restart that service on each node before upgrading",
         )
 

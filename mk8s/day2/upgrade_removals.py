@@ -14,6 +14,14 @@ Sources (kubernetes/kubernetes@008b3652959ca58af8be3fb5b6ecfe9ae7638282 unless n
   (a pre-release; no kubelet or kube-apiserver flag removed there);
 - kubernetes/website@main:content/en/docs/reference/using-api/deprecation-guide.md ("Removed
   APIs by release": v1.32 and v1.29 are the removals after 1.28, the oldest minor mk8s drives).
+
+MicroK8s strips some removed flags itself: every kubelite start runs `sanitise_args_kubelet`
+(and the same for kube-apiserver, kube-proxy, scheduler, controller manager), which deletes the
+listed flags from `$SNAP_DATA/args/<service>`, unless `$SNAP_DATA/var/lock/no-arg-sanitisation`
+exists (canonical/microk8s@1.35 8c5f9b0: microk8s-resources/wrappers/run-kubelite-with-args,
+microk8s-resources/actions/common/utils.sh `sanitise_args_kubelet`, `remove_args`). The target
+revision's wrapper is the one that runs after the refresh, so `stripped_by` names the target
+branch whose list holds the flag; such a flag is refused only where sanitisation is off.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 K8S = "kubernetes/kubernetes@008b365:CHANGELOG"
+MK_SANITISE = "canonical/microk8s@8c5f9b0:microk8s-resources/actions/common/utils.sh"
 GUIDE = "kubernetes/website@main:content/en/docs/reference/using-api/deprecation-guide.md"
 
 
@@ -30,6 +39,7 @@ class RemovedFlag:
     flag: str  # --flag-name
     minor: int  # the Kubernetes minor that no longer accepts it
     source: str  # where it was read
+    stripped_by: str | None = None  # the target MicroK8s' sanitiser removes it (see above)
 
 
 @dataclass(frozen=True)
@@ -45,13 +55,16 @@ FLAG_MINORS_READ = frozenset({34, 35, 36, 37})
 
 REMOVED_FLAGS: tuple[RemovedFlag, ...] = (
     # "Kubelet: removed the deprecated flag `--cloud-config` from the command line." (#130161)
+    # Not in sanitise_args_kubelet on canonical/microk8s@1.34 (b8f8180): it stays and breaks.
     RemovedFlag("kubelet", "--cloud-config", 34, f"{K8S}/CHANGELOG-1.34.md v1.34.0, #130161"),
     # "Removed the `--pod-infra-container-image` flag from `kubelet` command line." (#133779)
+    # Listed in sanitise_args_kubelet on canonical/microk8s@1.35 (8c5f9b0, utils.sh line 297).
     RemovedFlag(
         "kubelet",
         "--pod-infra-container-image",
         35,
         f"{K8S}/CHANGELOG-1.35.md v1.35.0, #133779",
+        stripped_by=MK_SANITISE,
     ),
 )
 

@@ -396,8 +396,22 @@ def test_flags_and_apis_the_target_keeps_pass() -> None:
     assert plan_upgrade(s.env, s.facts, replace(s.inputs, node_args=args, api_use=used)).steps
     p = _prod_135_traefik()
     with pytest.raises(UpgradeRefusedError) as refused:
-        plan_upgrade(p.env, p.facts, replace(p.inputs, node_args=args, api_use=used))
-    assert refused.value.codes == ("removed-flag", "removed-api")
+        plan_upgrade(p.env, p.facts, replace(p.inputs, api_use=used))
+    assert refused.value.codes == ("removed-api",)
+
+
+def test_a_flag_microk8s_strips_itself_is_refused_only_where_sanitisation_is_off() -> None:
+    """MicroK8s 1.35's kubelite wrapper deletes --pod-infra-container-image from the args file
+    at start (sanitise_args_kubelet) unless var/lock/no-arg-sanitisation exists."""
+    p = _prod_135_traefik()
+    args = {"prod-k8s-2": {"kubelet": ["--pod-infra-container-image=pause:3.10"]}}
+    assert plan_upgrade(p.env, p.facts, replace(p.inputs, node_args=args)).steps
+    off = replace(p.inputs, node_args=args, no_arg_sanitisation=frozenset({"prod-k8s-2"}))
+    with pytest.raises(UpgradeRefusedError) as refused:
+        plan_upgrade(p.env, p.facts, off)
+    assert refused.value.codes == ("removed-flag",)
+    assert "sanitisation is off there" in refused.value.lines[0]
+    assert "(set on prod-k8s-2)" in refused.value.lines[0]
 
 
 def test_mk8s_own_launch_configuration_sets_no_removed_flag() -> None:
@@ -405,8 +419,8 @@ def test_mk8s_own_launch_configuration_sets_no_removed_flag() -> None:
     flags = rendered_flags(env)
     assert flags["stage-k8s-1"]["kube-apiserver"] == ("--service-cluster-ip-range",)
     assert list(removed_flags(flags, 35)) == []
-    planted = {"stage-k8s-3": {"kubelet": ("--pod-infra-container-image",)}}
-    assert [r.code for r in removed_flags({**flags, **planted}, 35)] == ["removed-flag"]
+    planted = {"stage-k8s-3": {"kubelet": ("--cloud-config=/etc/cloud.conf",)}}
+    assert [r.code for r in removed_flags({**flags, **planted}, 34)] == ["removed-flag"]
 
 
 def test_previous_evidence_from_the_evidence_reader() -> None:
