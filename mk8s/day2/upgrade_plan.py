@@ -9,6 +9,9 @@ returns the `Plan` (kubeadm-style current/target rows per node, then numbered st
   minors go one at a time, so a skip is refused with the path;
 - custom flags the next minor removes break kubelite after the refresh (microk8s#2771, #2788):
   refused before (mk8s.day2.upgrade_refusals);
+- a held snap is still refreshed when named with a channel (canonical/snapd@0d56083:
+  tests/main/snap-refresh-hold/task.yaml, "Held snaps are refreshed in specific refreshes"), so
+  there is no unhold step; `N:hold` holds it again rather than assume the hold survives;
 - `snap revert` (or one VM's disk rollback) of a voter rewinds its datastore: the plan takes one
   snapshot set of every VM before the first node and has no per-node revert step.
 
