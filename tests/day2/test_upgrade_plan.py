@@ -7,9 +7,11 @@ Golden plans live in tests/day2/golden/upgrade-*.json (the plan's JSON) beside a
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from mk8s.day2 import upgrade_refusals
 from mk8s.day2.evidence import Day2Latest
 from mk8s.day2.facts import ClusterFacts, VmState
 from mk8s.day2.operation import show_plan
@@ -448,3 +451,11 @@ def test_a_target_whose_flags_were_not_read_says_so() -> None:
     )
     assert 33 not in FLAG_MINORS_READ
     assert any("flags removed in Kubernetes 1.33 are not tabled" in n for n in plan.notes)
+
+
+def test_every_refusal_code_has_a_flip() -> None:
+    """A new refusal without its broken-state test fails here."""
+    source = inspect.getsource(upgrade_refusals)
+    codes = set(re.findall(r'Refusal\(\s*"([a-z-]+)"', source))
+    assert len(codes) >= 15
+    assert codes == {code for _, code, _ in FLIPS.values()}
