@@ -7,6 +7,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,15 @@ def rig(tmp_path: Path) -> Rig:
     return rig
 
 
+def eventually(check: Callable[[], bool], timeout: float = 15) -> bool:
+    deadline = time.time() + timeout
+    while not check():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def running(rig: Rig, name: str) -> bool:
     return mk.status(Direct(rig, name)).running
 
@@ -77,17 +87,16 @@ def test_latest_revision_of_a_channel_comes_from_the_store(rig: Rig) -> None:
 def test_refresh_moves_to_the_channels_revision_keeps_the_hold_and_restarts_kubelite(
     rig: Rig,
 ) -> None:
-    rig.configure(restart_s=0.6)
+    rig.configure(restart_s=2)
     outcome = mk.snap_refresh(Direct(rig, "m1"), "1.34/stable")
+    assert not running(rig, "m1")  # kubelite restarting
     assert outcome.result is mk.RefreshResult.REFRESHED, outcome
     assert outcome.reason == "microk8s (1.34/stable) v1.34.1 from Canonical** refreshed"
     assert mk.snap_list(Direct(rig, "m1")) == mk.Snap(
         "1.34/stable", True, "8450", "v1.34.1", ("classic", "held")
     )
     assert ("m1", "restart kubelite") in rig.event_names()
-    assert not running(rig, "m1")  # kubelite restarting
-    time.sleep(0.7)
-    assert running(rig, "m1")
+    assert eventually(lambda: running(rig, "m1"))
     assert mk.snap_list(Direct(rig, "m2")) is not None
     assert rig.node("m2")["revision"] == "8205"  # one node at a time: nothing else moved
 
@@ -212,3 +221,20 @@ def test_edge_verbs_over_real_sshd(sshd_factory: SshdFactory, tmp_path: Path) ->
     assert rig.node("s1")["revision"] == "8450"
     pem = s1.run("cat /var/snap/microk8s/current/certs/server.crt").stdout
     assert pem == rig.cert_path("s1").read_text()
+    rig.configure(boot_s=3)
+    assert s1.run("reboot").code == 255  # the machine goes down under the session
+    assert mk.reboot_required(s1) is False  # /run is a tmpfs
+    assert not mk.status(s1).running  # booting
+    assert eventually(lambda: mk.status(s1).running)
+    assert ("s1", "reboot") in rig.event_names() and ("s2", "reboot") not in rig.event_names()
+
+
+def test_a_reboot_brings_back_what_was_running_and_not_a_broken_kubelite(rig: Rig) -> None:
+    rig.reboot_required("m1")
+    assert rig.run("m1", "reboot")[0] == 0  # no SSH session to drop here
+    assert not (rig.root / "m1" / "var" / "run" / "reboot-required").exists()
+    assert running(rig, "m1")
+    rig.fault("m2", unhealthy_after_refresh=True)
+    mk.snap_refresh(Direct(rig, "m2"), "1.34/stable")
+    rig.run("m2", "reboot")
+    assert not running(rig, "m2")  # the new revision still breaks kubelite

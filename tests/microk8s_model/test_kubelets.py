@@ -67,12 +67,12 @@ def test_a_refresh_shows_as_not_ready_then_the_new_kubelet_version(
     lab: tuple[Rig, Kubelets, Any],
 ) -> None:
     rig, kubelets, core = lab
-    rig.configure(restart_s=0.8)
+    rig.configure(restart_s=3)
     with kubelets.running(0.1):
         assert rig.run("k1", "snap", "refresh", "microk8s", "--channel=1.34/stable")[0] == 0
-        time.sleep(0.3)
+        kubelets.sync()
         assert ready(core, kubelets, "k1") == ("Unknown", "v1.33.5")  # last version posted
-        deadline = time.time() + 10
+        deadline = time.time() + 20
         while ready(core, kubelets, "k1")[0] != "True" and time.time() < deadline:
             time.sleep(0.1)
         assert ready(core, kubelets, "k1") == ("True", "v1.34.1")

@@ -639,6 +639,12 @@ def main(argv: list[str]) -> int:
         name = whoami(state)
     with model.journal_path().open("a") as j:
         j.write(json.dumps({"node": name, "argv": [command, *args]}) + "\n")
+    if command == "reboot":  # the session dies with the machine, as over real SSH
+        with locked() as state:
+            model.reboot(state, name)
+        sys.stdout.flush()
+        kill_my_ssh_session()
+        return 0
     handler = {"microk8s": cmd_microk8s, "snap": cmd_snap, "cloud-init": cmd_cloud_init}[command]
     try:
         handler(name, args)

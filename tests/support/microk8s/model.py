@@ -75,6 +75,8 @@ def empty() -> State:
         "store": dict(DEFAULT_STORE),
         # How long kubelite is down after `snapctl restart` (refresh, refresh-certs).
         "restart_s": 0.0,
+        # How long a rebooted node's kubelite stays down (the VM boots, snapd starts it).
+        "boot_s": 0.0,
     }
 
 
@@ -237,3 +239,17 @@ def apply_due(state: State) -> None:
 
 def journal_path(where: Path | None = None) -> Path:
     return (where or root()) / "journal.jsonl"
+
+
+def reboot(state: State, name: str, where: Path | None = None) -> None:
+    """`reboot`: /run is a tmpfs, so /var/run/reboot-required is gone after boot; MicroK8s'
+    services come back with the snap unless `microk8s stop` disabled them (stopped.lock stays),
+    after `boot_s`."""
+    node = state["nodes"][name]
+    run = (where or root()) / name / "var" / "run"
+    for f in ("reboot-required", "reboot-required.pkgs"):
+        (run / f).unlink(missing_ok=True)
+    node["restart_until"] = time.time() + float(state.get("boot_s") or 0)
+    node["running"] = node["installed"] and not node.get("kubelite_broken")
+    node["boots"] = int(node.get("boots") or 0) + 1
+    event(name, "reboot")
