@@ -130,3 +130,9 @@ class Kubelet:
                 )
                 done.append(f"{pod.metadata.namespace}/{pod.metadata.name}")
         return done
+
+
+def cordon_by_hand(api: Any, node: str) -> None:
+    """`kubectl cordon NODE`: spec.unschedulable, no annotation."""
+    core: Any = client.CoreV1Api(api)
+    core.patch_node(node, {"spec": {"unschedulable": True}})
