@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -378,6 +379,107 @@ def status(c: Context, env: str, json: bool = False) -> None:
         raise failure
     if not json:
         _say(f"{environment.name}: healthy")
+
+
+DRAIN_HELP = {
+    **ENV_HELP,
+    **CONFIRM_HELP,
+    "node": "the node to drain",
+    "reboot": "reboot it over SSH after the drain (the default)",
+    "stop": "shut its VM down through Proxmox and wait until it runs again (host work)",
+    "dry_run": "print the plan and stop",
+    "json": "print the plan as JSON on stdout",
+    "break_lock": "take over a stale day-2 lock (after checking nobody is working)",
+}
+
+
+@task(help=DRAIN_HELP)
+@user_errors
+def drain(
+    c: Context,
+    env: str,
+    node: str,
+    reboot: bool = False,
+    stop: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+    break_lock: bool = False,
+    yes: bool = False,
+    confirm: str = "",
+) -> None:
+    """Drain one node (cordon, evict with PDBs honoured), reboot or stop it, wait until it is
+    back (Ready, voters, its API), uncordon; a drain that cannot finish lifts its own cordon."""
+    from mk8s.console import console
+    from mk8s.day2 import drain as day2_drain
+    from mk8s.day2 import maintenance
+    from mk8s.day2.operation import Options
+    from mk8s.errors import UserError
+    from mk8s.inventory.load import load_environment
+    from mk8s.render.build import build_dir
+
+    if reboot and stop:
+        raise UserError("--reboot and --stop: choose one")
+    environment = load_environment(env)
+    mode = day2_drain.Mode.STOP if stop else day2_drain.Mode.REBOOT
+    build = build_dir(environment.name)
+    if not dry_run:
+        what = f"drain {node} and {'shut its VM down' if stop else 'reboot it'}"
+        confirm_destructive(environment, what, yes=yes, confirm_name=confirm)
+    options = Options(dry_run=dry_run, json=json, break_lock=break_lock)
+    err = _stderr_console() if json else None
+    rig = maintenance.real_rig(environment, build)
+    if maintenance.run_drain(environment, node, mode, rig, build, options, out=console, err=err):
+        _say(f"{environment.name}: {node} drained, {mode}ed, back and uncordoned")
+
+
+MAINTENANCE_HELP = {
+    **{k: v for k, v in DRAIN_HELP.items() if k not in ("node", "reboot", "stop")},
+    "pve_node": "drain every node on this Proxmox host (refused when it holds > 1 voter)",
+    "outside_window": "start outside maintenance.window (never for prod)",
+}
+
+
+@task(help=MAINTENANCE_HELP)
+@user_errors
+def maintenance(
+    c: Context,
+    env: str,
+    pve_node: str = "",
+    outside_window: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+    break_lock: bool = False,
+    yes: bool = False,
+    confirm: str = "",
+) -> None:
+    """Reboot, one at a time and inside the maintenance window, every node that needs it
+    (/var/run/reboot-required); or, with --pve-node, drain and stop every node on one host."""
+    from mk8s.console import console
+    from mk8s.day2 import maintenance as day2_maintenance
+    from mk8s.day2.operation import Options
+    from mk8s.inventory.load import load_environment
+    from mk8s.render.build import build_dir
+
+    environment = load_environment(env)
+    build = build_dir(environment.name)
+    if not dry_run:
+        what = f"drain and stop every node on {pve_node}" if pve_node else "reboot nodes"
+        confirm_destructive(environment, what, yes=yes, confirm_name=confirm)
+    options = Options(dry_run=dry_run, json=json, break_lock=break_lock)
+    err = _stderr_console() if json else None
+    rig = day2_maintenance.real_rig(environment, build)
+    done = day2_maintenance.run_maintenance(
+        environment, rig, build, options, pve_node=pve_node or None,
+        outside_window=outside_window, out=console, err=err,
+    )  # fmt: skip
+    if done:
+        _say(f"{environment.name}: maintenance done")
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def _say_level(line: str, colour: str) -> None:

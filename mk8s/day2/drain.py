@@ -19,11 +19,12 @@ more than one voter: three voters keep quorum with two, not with one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 
+from mk8s.day2 import preflight
 from mk8s.day2.facts import Blocker, ClusterFacts, NodeFacts
 from mk8s.day2.plan import Kind, Plan, StepSpec, make_plan
+from mk8s.day2.preflight import Gate
 from mk8s.edges.kube_drain import Eviction, PodSelection
 from mk8s.errors import UserError
 
@@ -33,22 +34,13 @@ REBOOT_COMMAND = "sudo systemctl reboot"
 EVICT_S = 300  # budget for every pod on the node to be evicted and gone
 BOOT_S = 600  # reboot until Ready + voters + API again
 BACK_S = 4 * 3600  # --stop: the host work the operator does before the VM runs again
+# A drain takes no snapshot, so preflight skips the backup gate and its RPO is never read.
+DRAIN_POLICY = preflight.Policy(rpo_minutes=15)
 
 
 class Mode(StrEnum):
     REBOOT = "reboot"
     STOP = "stop"
-
-
-@dataclass(frozen=True)
-class Gate:
-    """One check: passed or not, what was seen, how to fix it. The same shape as the status
-    helper's `mk8s.day2.preflight.Gate`, so `drain_gates` swaps to it in one line."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
 
 
 def cordon_owner(task: str, env: str, started: str) -> str:
@@ -57,50 +49,7 @@ def cordon_owner(task: str, env: str, started: str) -> str:
     return f"{task} {env} {started}"
 
 
-# --- gates (minimal, until mk8s.day2.preflight lands) --------------------------------------
-
-
-def _voters(facts: ClusterFacts) -> tuple[frozenset[str] | None, list[str]]:
-    """The voter hosts every answering node lists, and the problems (disagreement, unread)."""
-    views: dict[str, frozenset[str]] = {}
-    problems: list[str] = []
-    for n in facts.nodes:
-        if n.members is None or not n.members:
-            if n.ssh is not False:
-                problems.append(f"{n.name}: datastore members not read")
-            continue
-        views[n.name] = frozenset(m.host for m in n.members if m.role == "voter")
-    if len(set(views.values())) > 1:
-        seen = "; ".join(f"{k} sees {', '.join(sorted(v))}" for k, v in sorted(views.items()))
-        problems.append(f"nodes disagree on the voters: {seen}")
-    if not views:
-        problems.append("no node listed the datastore members")
-    return (next(iter(views.values())) if views and not problems else None), problems
-
-
-def _node_by_host(facts: ClusterFacts, host: str) -> NodeFacts | None:
-    return next((n for n in facts.nodes if host in (n.ip, n.name)), None)
-
-
-def voter_problems(facts: ClusterFacts) -> list[str]:
-    """Three voters, agreed by every node, each answering (SSH and its API): membership is not
-    liveness (a powered-off voter stays listed; shared/reference/microk8s-behaviour.md)."""
-    agreed, problems = _voters(facts)
-    if agreed is None:
-        return problems
-    if len(agreed) != VOTERS:
-        problems.append(f"{len(agreed)} voters ({', '.join(sorted(agreed))}), {VOTERS} needed")
-    for host in sorted(agreed):
-        node = _node_by_host(facts, host)
-        if node is None:
-            problems.append(f"voter {host} is no node of the inventory")
-        elif node.ssh is not True or node.api is not True:
-            problems.append(f"voter down: {node.name} ({host}) is listed but does not answer")
-    return problems
-
-
-def _gate(name: str, problems: Sequence[str], ok: str, fix: str) -> Gate:
-    return Gate(name, False, "; ".join(problems), fix) if problems else Gate(name, True, ok)
+# --- gates ---------------------------------------------------------------------------------
 
 
 def _known(facts: ClusterFacts, name: str) -> NodeFacts:
@@ -111,63 +60,16 @@ def _known(facts: ClusterFacts, name: str) -> NodeFacts:
     return found
 
 
-def _foreign(n: NodeFacts) -> str | None:
-    if n.unschedulable is None:
-        return f"{n.name}: spec.unschedulable not read"
-    if n.unschedulable and n.cordoned_by is None:
-        return f"{n.name}: cordoned by someone else (not mk8s)"
-    return None
-
-
-def blocker_lines(facts: ClusterFacts, node: str) -> list[str]:
-    d = next((d for d in facts.disruption if d.node == node), None)
-    if d is None:
-        return [f"{node}: evictions not checked"]
-    return [describe_blocker(b) for b in d.blockers]
-
-
 def describe_blocker(b: Blocker) -> str:
     what = f"PDB {b.namespace}/{b.pdb}" if b.pdb else "the API"
     return f"{what} keeps pod {b.namespace}/{b.pod}: {b.message}"
 
 
-def _own_drain_gates(facts: ClusterFacts, node: str) -> tuple[Gate, ...]:
-    target = _known(facts, node)
-    others = [f"{n.name}: not Ready" for n in facts.nodes if n.ready is not True]
-    vm = target.vm
-    return (
-        _gate("nodes-ready", others, "every node Ready", "bring the node back, then re-run"),
-        _gate(
-            "voters",
-            voter_problems(facts),
-            f"{VOTERS} voters agreed by every node, all answering",
-            "restore the missing voter before taking another node away",
-        ),
-        _gate(
-            "cordons",
-            [p for n in facts.nodes if (p := _foreign(n))],
-            "no foreign cordon",
-            "ask who cordoned it and why; when it may go, `kubectl uncordon NODE`",
-        ),
-        _gate(
-            "pdbs",
-            blocker_lines(facts, node),
-            f"every pod on {node} may be evicted",
-            "scale the workload up (or fix its unready pods) until its PDB allows a "
-            "disruption; mk8s never forces an eviction",
-        ),
-        _gate(
-            "vm-lock",
-            [] if vm and not vm.lock else [f"{node}: VM {vm.lock if vm else 'state not read'}"],
-            f"{node}'s VM is not locked",
-            "wait for the Proxmox task holding the lock to end",
-        ),
-    )
-
-
 def drain_gates(facts: ClusterFacts, node: str) -> tuple[Gate, ...]:
-    """The preflight for draining `node` (the one line to swap for mk8s.day2.preflight)."""
-    return _own_drain_gates(facts, node)
+    """The preflight for draining `node`: the status helper's gates for one node (Ready,
+    voters agreed and reachable, no foreign cordon, PDBs, VM lock, certificates, safe to
+    drain), the same verdict `invoke status` prints."""
+    return preflight.gates(facts, preflight.Scope(node), DRAIN_POLICY)
 
 
 def back_problems(facts: ClusterFacts, node: str) -> list[str]:
@@ -178,7 +80,8 @@ def back_problems(facts: ClusterFacts, node: str) -> list[str]:
         problems.append(f"{node}: not Ready")
     if n.api is not True:
         problems.append(f"{node}: its API server does not answer")
-    return problems + voter_problems(facts)
+    voters = preflight.voters(facts)  # agreed by every node, each answering SSH and its API
+    return problems + ([] if voters.ok else [voters.detail])
 
 
 def failed(gates: Sequence[Gate]) -> tuple[Gate, ...]:
@@ -357,7 +260,7 @@ def host_nodes(facts: ClusterFacts, pve_node: str) -> list[str]:
         raise UserError(
             f"--pve-node {pve_node}: no node of {facts.env} runs there ({', '.join(hosts)})"
         )
-    agreed, problems = _voters(facts)
+    agreed, problems = preflight.agreed_voters(facts)
     if agreed is None:
         raise UserError(f"--pve-node {pve_node}: voters unknown ({'; '.join(problems)})")
     voters_here = [n.name for n in here if n.ip in agreed or n.name in agreed]

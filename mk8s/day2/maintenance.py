@@ -22,6 +22,7 @@ from pathlib import Path
 from rich.console import Console
 
 from mk8s.day2 import drain, drain_flow
+from mk8s.day2.facts import ClusterFacts
 from mk8s.day2.lock import LeaseApi
 from mk8s.day2.operation import Options, operate
 from mk8s.day2.plan import Plan, duration
@@ -194,3 +195,19 @@ class NodePower:
 
     def running(self, node: str) -> bool:
         return proxmox.vm_status(self.pve, self._vm(node)) == "running"
+
+
+def real_rig(env: Environment, build: Path) -> Rig:
+    """The rig of a real environment: the kubeconfig's API server, Proxmox, SSH, and the status
+    helper's fact reader (mk8s.day2.cluster_facts) over the same Proxmox connection."""
+    from mk8s.day2 import cluster_facts
+    from mk8s.edges.kube import KubeApi, default_kubeconfig
+
+    kube = KubeApi(default_kubeconfig(build))
+    pve = proxmox.connect(env)
+    sources = cluster_facts.Sources(pve=lambda: pve)
+
+    def read() -> ClusterFacts:
+        return cluster_facts.read(env, build, datetime.now(UTC), sources)
+
+    return Rig(kube, NodePower(env, build, pve), read, lease_api=kube)

@@ -4,8 +4,9 @@ Proxmox hosts, and one-field changes of it (the broken states the gates must cat
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from mk8s.day2.certs import CERT_FILES, CertFacts
 from mk8s.day2.facts import Blocker, ClusterFacts, Disruption, NodeFacts, VmState
 from mk8s.edges.microk8s import Member
 
@@ -16,6 +17,13 @@ NODES = (
 )  # names are prefixed with the environment's
 VOTERS = tuple(Member(f"{ip}:19001", "voter") for _, ip, _ in NODES)
 TAKEN = datetime(2026, 12, 2, 5, 0, tzinfo=UTC)
+
+
+def certs(node: str, days: int = 300) -> tuple[CertFacts, ...]:
+    return tuple(
+        CertFacts(node, f.name, f.path, not_after=TAKEN + timedelta(days=days), subject="CN=x")
+        for f in CERT_FILES
+    )
 
 
 def healthy(env: str = "dev") -> ClusterFacts:
@@ -30,6 +38,7 @@ def healthy(env: str = "dev") -> ClusterFacts:
             members=VOTERS,
             api=True,
             reboot_required=False,
+            certs=certs(f"{env}-{name}"),
         )
         for name, ip, pve in NODES
     )

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client
+
 from mk8s.day2.facts import CORDON_ANNOTATION, ClusterFacts, NodeFacts, VmState
 from mk8s.day2.maintenance import Rig
 from mk8s.day2.wait import FakeClock
@@ -28,6 +30,7 @@ from mk8s.edges.microk8s import Member
 from mk8s.inventory.load import load_environment
 from mk8s.inventory.model import Environment
 from tests.conftest import ROOT
+from tests.day2.drain_facts import certs
 from tests.support import workloads
 from tests.support.envtest import KubeApiServer
 
@@ -116,6 +119,7 @@ def _node_facts(
         members=members if m.running else None,
         api=ready and m.running,
         reboot_required=m.reboot_required,
+        certs=certs(name),
     )
 
 
@@ -153,6 +157,11 @@ class World:
         )
 
 
+def _unschedulable(admin: Any, node: str) -> bool:
+    core: Any = client.CoreV1Api(admin)
+    return bool(core.read_node(node).spec.unschedulable)
+
+
 def make_world(server: KubeApiServer, build: Path, env_name: str = "dev", t: float = 0) -> World:
     """Three fresh Nodes named after this world, one web pod on each under a PDB allowing 1."""
     suffix = secrets.token_hex(3)
@@ -170,11 +179,18 @@ def make_world(server: KubeApiServer, build: Path, env_name: str = "dev", t: flo
     power = FakePower(admin, machines)
     kubelet = workloads.Kubelet(admin)
 
-    def kubelets() -> None:
-        for n in nodes:
-            kubelet.finish(n.name)
+    def kubelets_and_controllers() -> None:
+        # The kubelet finishes evicted pods; the ReplicaSet controller starts a replacement on
+        # a schedulable node (the scheduler's part); once it is Ready the disruption controller
+        # recomputes the PDB (allows 1 again: 3 healthy, minAvailable 2).
+        finished = [p for n in nodes for p in kubelet.finish(n.name)]
+        for _ in finished:
+            free = [n.name for n in nodes if not _unschedulable(admin, n.name)]
+            workloads.run_pod(admin, namespace, free[0])
+        if finished:
+            workloads.set_pdb_allowed(admin, namespace, "web", 1, healthy=3)
 
-    clock = TimeClock(t, [kubelets])
+    clock = TimeClock(t, [kubelets_and_controllers])
     build.mkdir(parents=True, exist_ok=True)
     return World(env, KubeApi(server.kubeconfig), admin, namespace, power, clock, build,
                  [n.name for n in nodes])  # fmt: skip

@@ -18,7 +18,7 @@ from mk8s.day2.window import WindowState
 from mk8s.edges.kube_drain import Eviction, PodRef
 from mk8s.edges.microk8s import Member
 from mk8s.errors import UserError
-from tests.day2.drain_facts import TAKEN, VOTERS, blocked, healthy, with_node
+from tests.day2.drain_facts import TAKEN, VOTERS, blocked, certs, healthy, with_node
 
 GOLDEN = Path(__file__).parent / "golden_drain"
 
@@ -67,16 +67,19 @@ def test_healthy_cluster_passes_every_drain_gate() -> None:
         (lambda f: with_node(f, "dev-k8s-1", members=VOTERS[:2]), "voters", "disagree"),
         (lambda f: with_node(f, "dev-k8s-1", unschedulable=True), "cordons", "someone else"),
         (lambda f: with_node(f, "dev-k8s-3", unschedulable=None), "cordons", "not read"),
-        (lambda f: blocked(f, "dev-k8s-3"), "pdbs", "PDB default/web keeps pod default/web-1"),
-        (lambda f: with_node(f, "dev-k8s-3", vm=VmState("running", "pve3", "backup")), "vm-lock", "backup"),
-        (lambda f: with_node(f, "dev-k8s-3", vm=None), "vm-lock", "not read"),
+        (lambda f: blocked(f, "dev-k8s-3"), "pdbs", "PDB web blocks default/web-1"),
+        (lambda f: with_node(f, "dev-k8s-3", vm=VmState("running", "pve3", "backup")), "vm-locks", "backup"),
+        (lambda f: with_node(f, "dev-k8s-3", vm=None), "vm-locks", "not read"),
+        (lambda f: with_node(f, "dev-k8s-3", certs=certs("dev-k8s-3", 10)), "certs", "need > 30"),
     ],
 )  # fmt: skip
 def test_each_broken_state_fails_its_gate(broken: object, gate: str, says: str) -> None:
     facts = broken(healthy())  # type: ignore[operator]
     bad = drain.failed(drain.drain_gates(facts, "dev-k8s-3"))
-    assert [g.name for g in bad] == [gate]
+    assert bad[0].name == gate, [g.name for g in bad]
     assert says in bad[0].detail and bad[0].fix
+    # and the per-node verdict, the one `invoke status` prints, agrees (certs are no part of it)
+    assert {g.name for g in bad} <= {gate, "safe-to-drain dev-k8s-3"}
 
 
 def test_our_own_cordon_is_no_gate_failure() -> None:
