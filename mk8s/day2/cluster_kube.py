@@ -185,6 +185,17 @@ def api_answers(base: client.Configuration, url: str) -> bool:
     every node IP: mk8s.day2.certs, render.launchconfig.sans)."""
     conf = copy.copy(base)
     conf.host = url
+    # load_kube_config leaves a hook that re-reads the kubeconfig before every request and
+    # sets its `host` again (kubernetes 37 config/kube_config.py `_set_config`,
+    # `_refresh_api_key`): keep the credentials it refreshes, put this node's address back.
+    refresh = base.refresh_api_key_hook
+
+    def keep_host(c: client.Configuration) -> None:
+        if refresh is not None:
+            refresh(c)
+        c.host = url
+
+    conf.refresh_api_key_hook = keep_host  # type: ignore[assignment]  # the stub says None
     try:
         with client.ApiClient(conf) as api:
             client.VersionApi(api).get_code(_request_timeout=TIMEOUT)

@@ -36,3 +36,37 @@ def test_nothing_readable_is_problems_and_unknowns_not_a_crash(tmp_path: Path) -
     assert f"kubeconfig {tmp_path / 'nope'}: not usable" in text
     assert facts.evidence_problem is not None
     assert facts.evidence_problem.startswith("no conformance run of dev")
+
+
+def test_invoke_status_exits_3_when_nothing_answers_and_json_says_so(tmp_path: Path) -> None:
+    """No pinned host keys, no kubeconfig, no Proxmox token: nothing is contacted at all."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PVE_", "PROXMOX"))}
+    env.update(KUBECONFIG=str(tmp_path / "absent"), COLUMNS="250")
+    argv = [
+        sys.executable,
+        "-m",
+        "invoke",
+        "--search-root",
+        str(ROOT),
+        "status",
+        "--env",
+        str(ROOT / "inventory" / "dev.yaml"),
+    ]
+    shown = subprocess.run(
+        argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert shown.returncode == 3, shown.stdout + shown.stderr
+    assert "no node answers, neither over SSH nor with its API server" in shown.stderr
+    as_json = subprocess.run(
+        [*argv, "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert as_json.returncode == 3
+    data = json.loads(as_json.stdout)
+    assert data["health"] == "unreachable" and data["exit_code"] == 3
+    assert [n["ssh"] for n in data["facts"]["nodes"]] == [None, None, None]

@@ -1,0 +1,356 @@
+"""`status` end to end over the rig: sshd nodes running the MicroK8s model (tests/support/
+microk8s) with certificates at MicroK8s' paths (nodefs), fakepve holding the VMs on ZFS, and the
+real kube-apiserver holding the Nodes, the CNI pods, a PDB and a Velero Backup.
+
+Read-only by construction, and proved here: fakepve's request log holds only GETs, the SSH
+commands mk8s sent are only reads, the model's command log only `status`/`snap list`, and the
+API is read with a ServiceAccount that may only get and list (a write would be refused and
+show up as a problem line, and the healthy run has none).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import trustme
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from proxmoxer import ProxmoxAPI
+
+from mk8s.day2 import cluster_facts, status
+from mk8s.day2.cluster_facts import Sources
+from mk8s.day2.preflight import Policy
+from mk8s.day2.status import Health
+from mk8s.edges.proxmox import Pve
+from mk8s.edges.ssh import Journal, Login, NodeSession, Result, Target
+from mk8s.inventory.load import parse_inventory
+from mk8s.inventory.model import Environment, NodeSpec
+from tests.day2.certmaker import write_node
+from tests.support.envtest import KubeApiServer, kube_apiserver
+from tests.support.fakepve import ServedPve, serve_lab
+from tests.support.microk8s.rig import BIN, Rig
+from tests.support.sshd import SshdCluster, sshd_factory
+
+__all__ = ["kube_apiserver", "sshd_factory"]
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+NODEFS = Path(__file__).resolve().parent / "nodefs"
+CRDS = ROOT / "tests" / "conformance" / "fixtures" / "crds.yaml"
+NAMES = ("status-k8s-1", "status-k8s-2", "status-k8s-3")
+SERVICE_IP = "10.152.183.1"
+GIB = 1024**3
+
+# What a read-only status may send over SSH (the first word after any path mapping).
+READ_COMMANDS = ("snap list microk8s", "microk8s status --format yaml", "cat ", "grep -m1 ")
+
+
+class RecordingSession(NodeSession):
+    """The real NodeSession, noting each command mk8s sends."""
+
+    sent: ClassVar[list[tuple[str, str]]] = []
+
+    def run(self, command: str, **kw: Any) -> Result:
+        RecordingSession.sent.append((self.name, command))
+        return super().run(command, **kw)
+
+
+def closed_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])  # closed again when the socket goes
+
+
+def inventory(cluster: SshdCluster) -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "inventory" / "dev.yaml").read_text())
+    prefix = cluster.nodes[NAMES[0]].host.rsplit(".", 1)[0]
+    data["name"] = "lab"
+    data["tier"] = "dev"
+    data["network"].update(
+        subnet=f"{prefix}.0/24",
+        gateway=f"{prefix}.1",
+        dns_servers=[f"{prefix}.1"],
+        metallb_range=f"{prefix}.50-{prefix}.69",
+    )
+    data["nodes"] = [
+        {"name": n, "vmid": 1101 + i, "ip": cluster.nodes[n].host, "pve_node": f"pve{i + 1}"}
+        for i, n in enumerate(NAMES)
+    ]
+    data["ssh"].update(
+        user="root", port=cluster.nodes[NAMES[0]].port, private_key_file=str(cluster.client_key)
+    )
+    return data
+
+
+# --- fakepve ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def proxmox(tmp: Path) -> Iterator[tuple[ServedPve, Pve]]:
+    host = f"127.0.0.{secrets.randbelow(100) + 20}"
+    with serve_lab(host, 0, tmp / "pve") as served:
+        lab = served.pve
+        lab.storages["local-zfs"] = {
+            "type": "zfspool",
+            "active": 1,
+            "content": "images,rootdir",
+            "pool": "rpool/data",
+            "files": set(),
+            "total": 900 * GIB,
+            "avail": 400 * GIB,
+        }
+        for i, _ in enumerate(NAMES):
+            vmid = 1101 + i
+            lab.add_vm(
+                vmid,
+                NAMES[i],
+                node=f"pve{i + 1}",
+                status="running",
+                config={"scsi0": f"local-zfs:vm-{vmid}-disk-0,size=32G", "memory": 4096},
+            )
+        port = int(lab.url.rsplit(":", 1)[1])
+        api = ProxmoxAPI(
+            host, port=port, user="root@pam", password="secret", verify_ssl=served.cafile,
+            service="PVE",
+        )  # type: ignore[attr-defined]  # fmt: skip
+        yield served, Pve(api, lab.url, "PVE_TOKEN_ID", sleep=lambda s: None)
+
+
+# --- the API server ---------------------------------------------------------------------
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_node(core: client.CoreV1Api, name: str, ready: bool) -> None:
+    """The Node's status as its kubelet writes it (there is no kubelet here)."""
+    core.patch_node_status(
+        name,
+        {"status": {
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False",
+                            "reason": "KubeletReady" if ready else "KubeletNotReady",
+                            "lastHeartbeatTime": _now(), "lastTransitionTime": _now()}],
+            "nodeInfo": {"kubeletVersion": "v1.33.5", "machineID": "m", "systemUUID": "s",
+                         "bootID": "b", "kernelVersion": "6.8", "osImage": "Ubuntu",
+                         "containerRuntimeVersion": "containerd://1.7", "kubeProxyVersion": "",
+                         "operatingSystem": "linux", "architecture": "amd64"}}},
+    )  # fmt: skip
+
+
+def pod(core: client.CoreV1Api, ns: str, name: str, node: str, labels: dict[str, str]) -> None:
+    core.create_namespaced_pod(
+        ns,
+        {"metadata": {"name": name, "labels": labels},
+         "spec": {"nodeName": node, "containers": [{"name": "c", "image": "pause"}]}},
+    )  # fmt: skip
+    core.patch_namespaced_pod_status(
+        name, ns,
+        {"status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": _now()}]}},
+    )  # fmt: skip
+
+
+def set_pdb(api: Any, ns: str, allowed: int) -> None:
+    """disruptionsAllowed as the disruption controller computes it (no controller here)."""
+    client.PolicyV1Api(api).patch_namespaced_pod_disruption_budget_status(
+        "sample-app", ns,
+        {"status": {"disruptionsAllowed": allowed, "currentHealthy": 2, "desiredHealthy": 2 - allowed,
+                    "expectedPods": 2, "observedGeneration": 1}},
+    )  # fmt: skip
+
+
+def reader_kubeconfig(server: KubeApiServer, api: Any, ns: str, path: Path) -> None:
+    """A ServiceAccount that may only get and list what status reads."""
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    core.create_namespaced_service_account(ns, {"metadata": {"name": "status-reader"}})
+    rbac.create_cluster_role(
+        {"metadata": {"name": f"status-reader-{ns}"},
+         "rules": [{"apiGroups": ["", "policy", "velero.io"],
+                    "resources": ["nodes", "pods", "poddisruptionbudgets", "backups"],
+                    "verbs": ["get", "list"]}]},
+    )  # fmt: skip
+    rbac.create_cluster_role_binding(
+        {"metadata": {"name": f"status-reader-{ns}"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": f"status-reader-{ns}"},
+         "subjects": [{"kind": "ServiceAccount", "name": "status-reader", "namespace": ns}]},
+    )  # fmt: skip
+    token = core.create_namespaced_service_account_token(
+        "status-reader", ns, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    path.write_text(
+        yaml.safe_dump(
+            {"apiVersion": "v1", "kind": "Config", "current-context": "r",
+             "clusters": [{"name": "c", "cluster": {"server": server.url,
+                                                    "certificate-authority": str(server.ca_file)}}],
+             "users": [{"name": "r", "user": {"token": token}}],
+             "contexts": [{"name": "r", "context": {"cluster": "c", "user": "r"}}]}
+        )
+    )  # fmt: skip
+    path.chmod(0o600)
+
+
+@pytest.fixture
+def cluster_objects(kube_apiserver: KubeApiServer) -> Iterator[tuple[Any, str]]:
+    """Nodes, calico-node pods, a sample app with its PDB and a Backup; removed afterwards."""
+    from tests.support.upstream import create_crds
+
+    api = kube_apiserver.api_client()
+    core = client.CoreV1Api(api)
+    create_crds(api, yaml.safe_load_all(CRDS.read_text()))
+    ns = kube_apiserver.create_namespace(f"status-{secrets.token_hex(3)}")
+    for name in ("kube-system", "velero"):
+        with contextlib.suppress(ApiException):
+            core.create_namespace({"metadata": {"name": name}})
+    calico = []
+    for i, name in enumerate(NAMES):
+        core.create_node({"metadata": {"name": name}})
+        set_node(core, name, ready=True)
+        cni = f"calico-node-{secrets.token_hex(3)}"
+        pod(core, "kube-system", cni, name, {"k8s-app": "calico-node"})
+        calico.append(cni)
+        pod(core, ns, f"web-{i}", name, {"app": "web"})
+    client.PolicyV1Api(api).create_namespaced_pod_disruption_budget(
+        ns, {"metadata": {"name": "sample-app"},
+             "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}},
+    )  # fmt: skip
+    set_pdb(api, ns, 1)
+    custom = client.CustomObjectsApi(api)
+    backup = f"daily-{ns}"
+    custom.create_namespaced_custom_object(
+        "velero.io", "v1", "velero", "backups",
+        {"apiVersion": "velero.io/v1", "kind": "Backup", "metadata": {"name": backup}, "spec": {}},
+    )  # fmt: skip
+    done = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    custom.patch_namespaced_custom_object_status(
+        "velero.io", "v1", "velero", "backups", backup,
+        {"status": {"phase": "Completed", "completionTimestamp": done}},
+    )  # fmt: skip
+    try:
+        yield api, ns
+    finally:
+        for name in NAMES:
+            core.delete_node(name)
+        for cni in calico:
+            core.delete_namespaced_pod(cni, "kube-system", grace_period_seconds=0)
+        custom.delete_namespaced_custom_object("velero.io", "v1", "velero", "backups", backup)
+        rbac = client.RbacAuthorizationV1Api(api)
+        rbac.delete_cluster_role_binding(f"status-reader-{ns}")
+        rbac.delete_cluster_role(f"status-reader-{ns}")
+        api.close()
+
+
+# --- the test ---------------------------------------------------------------------------
+
+
+class Lab:
+    def __init__(self, factory: Any, tmp: Path, server: KubeApiServer, pve: Pve, ns: str) -> None:
+        self.rig = Rig(tmp / "model")
+        self.fs = tmp / "nodefs"
+        env = {**self.rig.session_env(), "NODE_FS": str(self.fs)}
+        self.cluster = factory(NAMES, path_dirs=[NODEFS, BIN], env=env)
+        ips = {n: self.cluster.nodes[n].host for n in NAMES}
+        self.rig.seed(ips)
+        self.rig.form(list(NAMES))
+        ca = trustme.CA(organization_name="microk8s lab")
+        for n, ip in ips.items():
+            write_node(self.fs / n, ca, ip, [*ips.values(), SERVICE_IP])
+        self.env: Environment = parse_inventory(yaml.safe_dump(inventory(self.cluster)), "lab")
+        self.build = tmp / "build" / "lab"
+        self.build.mkdir(parents=True)
+        (self.build / "known_hosts").write_text(self.cluster.known_hosts())
+        self.kubeconfig = tmp / "reader.kubeconfig"
+        self.server, self.pve, self.tmp = server, pve, tmp
+        self.down: set[str] = set()
+
+    def target(self, spec: NodeSpec) -> Target:
+        node = self.cluster.nodes[spec.name]
+        port = closed_port(node.host) if spec.name in self.down else node.port
+        return Target(spec, node.host, port)
+
+    def url(self, spec: NodeSpec) -> str:
+        """The API "on this node": the one API server, except for nodes that are down."""
+        if spec.name in self.down:
+            host = self.cluster.nodes[spec.name].host
+            return f"https://{host}:{closed_port(host)}"
+        return self.server.url
+
+    def read(self) -> status.Report:
+        def session(t: Target, login: Login, kh: Path, journal: Journal) -> NodeSession:
+            return RecordingSession(t, login, kh, journal)
+
+        src = Sources(
+            pve=lambda: self.pve,
+            targets={n.name: self.target(n) for n in self.env.nodes},
+            session=session,
+            kubeconfig=self.kubeconfig,
+            node_url=self.url,
+            root=self.tmp,
+        )
+        facts = cluster_facts.read(self.env, self.build, datetime.now(UTC), src)
+        return status.judge_status(facts, Policy(rpo_minutes=self.env.slo.rpo_minutes))
+
+
+def test_status_over_the_rig_healthy_then_voter_down_then_unreachable(
+    sshd_factory: Any,
+    kube_apiserver: KubeApiServer,
+    cluster_objects: tuple[Any, str],
+    tmp_path: Path,
+) -> None:
+    api, ns = cluster_objects
+    with proxmox(tmp_path) as (served, pve):
+        lab = Lab(sshd_factory, tmp_path, kube_apiserver, pve, ns)
+        reader_kubeconfig(kube_apiserver, api, ns, lab.kubeconfig)
+        mark = lab.rig.mark()
+        RecordingSession.sent.clear()
+        served.pve.requests.clear()
+
+        healthy = lab.read()
+        assert healthy.health is Health.HEALTHY, healthy.problems
+        n1 = healthy.facts.node(NAMES[0])
+        assert n1.vm is not None and (n1.vm.status, n1.vm.pve_node) == ("running", "pve1")
+        assert n1.snap is not None and n1.snap.channel == "1.33/stable" and n1.snap.held
+        assert n1.members is not None and {m.role for m in n1.members} == {"voter"}
+        assert len(n1.members) == 3 and n1.ready and n1.api and n1.cni_ready
+        assert {c.name for c in n1.certs} >= {"server.crt", "front-proxy-client.crt", "ca.crt"}
+        assert n1.snapshots is not None and n1.snapshots.api_has_snapshot
+        assert healthy.facts.newest_backup is not None
+        assert all(v.safe for v in healthy.drain)
+
+        # read-only, from every side
+        assert {m for m, _, _ in served.pve.requests} == {"GET"}, served.pve.requests
+        sent = {c for _, c in RecordingSession.sent}
+        assert all(c.startswith(READ_COMMANDS) for c in sent), sent
+        assert all(argv[:2] in (["microk8s", "status"], ["snap", "list"])
+                   for argv in lab.rig.commands_since(mark)), lab.rig.commands_since(mark)  # fmt: skip
+
+        # the third node's VM is off: still a listed voter on the others (microk8s#2400)
+        lab.rig.power_off(NAMES[2])
+        lab.down.add(NAMES[2])
+        set_node(client.CoreV1Api(api), NAMES[2], ready=False)
+        set_pdb(api, ns, 0)
+        degraded = lab.read()
+        assert degraded.health is Health.DEGRADED
+        text = "\n".join(degraded.problems)
+        assert f"voter down: {NAMES[2]}" in text, text
+        assert "API not answering" in text  # the probe through the node's own address
+        assert f"{NAMES[2]}: not Ready" in text
+        assert (
+            f"{NAMES[0]}: not safe to drain:" in text and "it is one of 2 reachable voters" in text
+        )
+        assert f"PDB sample-app blocks {ns}/web-1" in text
+
+        lab.down.update(NAMES)
+        gone = lab.read()
+        assert gone.health is Health.UNREACHABLE, [(n.name, n.ssh, n.api) for n in gone.facts.nodes]
+        assert status.outcome(gone) is not None and status.outcome(gone).exit_code == 3  # type: ignore[union-attr]
