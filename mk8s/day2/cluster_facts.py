@@ -40,7 +40,6 @@ from mk8s.promotion.evidence import env_reports, latest_run
 
 API_PORT = 16443
 SSH_CONNECT_TIMEOUT_S = 5  # a node that does not answer in 5 s is reported, not waited for
-REBOOT_REQUIRED = "/var/run/reboot-required"
 
 
 def _node_url(node: NodeSpec) -> str:
@@ -104,17 +103,15 @@ def _read_proxmox(
 
 
 def _snap(session: NodeSession, problems: list[str]) -> SnapFacts | None:
-    snap = microk8s.snap_list(session)
-    if snap is None:
-        problems.append(f"{session.name}: `snap list microk8s` told nothing (not installed?)")
+    read = microk8s.read_snap(session)
+    if read.snap is None:
+        what = "not installed" if read.installed is False else read.detail or "unreadable"
+        problems.append(f"{session.name}: `snap list microk8s`: {what}")
         return None
-    # revision/version: the model helper's snap verbs add them to `Snap`; until then "".
-    return SnapFacts(
-        snap.channel,
-        str(getattr(snap, "revision", "") or ""),
-        str(getattr(snap, "version", "") or ""),
-        snap.held,
-    )
+    snap = read.snap
+    # `snap info` asks the store; None (offline store) only leaves the revision check out
+    latest = microk8s.latest_revision(session, snap.channel)
+    return SnapFacts(snap.channel, snap.revision, snap.version, snap.held, latest)
 
 
 def _members(session: NodeSession, problems: list[str]) -> tuple[microk8s.Member, ...] | None:
@@ -126,21 +123,13 @@ def _members(session: NodeSession, problems: list[str]) -> tuple[microk8s.Member
     return status.members
 
 
-def _reboot_required(session: NodeSession) -> bool | None:
-    """`cat`: 0 the file exists, 1 with "No such file or directory" it does not (coreutils)."""
-    res = session.run(f"cat {REBOOT_REQUIRED}")
-    if res.code == 0:
-        return True
-    return False if res.code == 1 and "No such file or directory" in res.stderr else None
-
-
 def _read_ssh(session: NodeSession, problems: list[str]) -> dict[str, Any]:
     try:
         return {
             "ssh": True,
             "snap": _snap(session, problems),
             "members": _members(session, problems),
-            "reboot_required": _reboot_required(session),
+            "reboot_required": microk8s.reboot_required(session),
             "certs": tuple(read_node(session)),
         }
     except (NodeUnreachableError, HostKeyRefusedError) as exc:

@@ -1,6 +1,7 @@
 """`status` end to end over the rig: sshd nodes running the MicroK8s model (tests/support/
-microk8s) with certificates at MicroK8s' paths (nodefs), fakepve holding the VMs on ZFS, and the
-real kube-apiserver holding the Nodes, the CNI pods, a PDB and a Velero Backup.
+microk8s, its certificates and reboot-required file read through its `fs` cat/grep), fakepve
+holding the VMs on ZFS, and the real kube-apiserver holding the model's Nodes and calico-node
+pods (tests/support/microk8s/kubelets.py), a PDB and a Velero Backup.
 
 Read-only by construction, and proved here: fakepve's request log holds only GETs, the SSH
 commands mk8s sent are only reads, the model's command log only `status`/`snap list`, and the
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-import trustme
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -33,10 +33,10 @@ from mk8s.edges.proxmox import Pve
 from mk8s.edges.ssh import Journal, Login, NodeSession, Result, Target
 from mk8s.inventory.load import parse_inventory
 from mk8s.inventory.model import Environment, NodeSpec
-from tests.day2.certmaker import write_node
 from tests.support.envtest import KubeApiServer, kube_apiserver
 from tests.support.fakepve import ServedPve, serve_lab
-from tests.support.microk8s.rig import BIN, Rig
+from tests.support.microk8s.kubelets import Kubelets
+from tests.support.microk8s.rig import BIN, FS, Rig
 from tests.support.sshd import SshdCluster, sshd_factory
 
 __all__ = ["kube_apiserver", "sshd_factory"]
@@ -44,14 +44,18 @@ __all__ = ["kube_apiserver", "sshd_factory"]
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-NODEFS = Path(__file__).resolve().parent / "nodefs"
 CRDS = ROOT / "tests" / "conformance" / "fixtures" / "crds.yaml"
 NAMES = ("status-k8s-1", "status-k8s-2", "status-k8s-3")
-SERVICE_IP = "10.152.183.1"
 GIB = 1024**3
 
 # What a read-only status may send over SSH (the first word after any path mapping).
-READ_COMMANDS = ("snap list microk8s", "microk8s status --format yaml", "cat ", "grep -m1 ")
+READ_COMMANDS = (
+    "snap list microk8s",
+    "snap info microk8s",
+    "microk8s status --format yaml",
+    "cat ",
+    "grep -m1 ",
+)
 
 
 class RecordingSession(NodeSession):
@@ -132,21 +136,6 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def set_node(core: client.CoreV1Api, name: str, ready: bool) -> None:
-    """The Node's status as its kubelet writes it (there is no kubelet here)."""
-    core.patch_node_status(
-        name,
-        {"status": {
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False",
-                            "reason": "KubeletReady" if ready else "KubeletNotReady",
-                            "lastHeartbeatTime": _now(), "lastTransitionTime": _now()}],
-            "nodeInfo": {"kubeletVersion": "v1.33.5", "machineID": "m", "systemUUID": "s",
-                         "bootID": "b", "kernelVersion": "6.8", "osImage": "Ubuntu",
-                         "containerRuntimeVersion": "containerd://1.7", "kubeProxyVersion": "",
-                         "operatingSystem": "linux", "architecture": "amd64"}}},
-    )  # fmt: skip
-
-
 def pod(core: client.CoreV1Api, ns: str, name: str, node: str, labels: dict[str, str]) -> None:
     core.create_namespaced_pod(
         ns,
@@ -202,7 +191,7 @@ def reader_kubeconfig(server: KubeApiServer, api: Any, ns: str, path: Path) -> N
 
 @pytest.fixture
 def cluster_objects(kube_apiserver: KubeApiServer) -> Iterator[tuple[Any, str]]:
-    """Nodes, calico-node pods, a sample app with its PDB and a Backup; removed afterwards."""
+    """A sample app with its PDB and a Backup; removed afterwards."""
     from tests.support.upstream import create_crds
 
     api = kube_apiserver.api_client()
@@ -212,13 +201,7 @@ def cluster_objects(kube_apiserver: KubeApiServer) -> Iterator[tuple[Any, str]]:
     for name in ("kube-system", "velero"):
         with contextlib.suppress(ApiException):
             core.create_namespace({"metadata": {"name": name}})
-    calico = []
     for i, name in enumerate(NAMES):
-        core.create_node({"metadata": {"name": name}})
-        set_node(core, name, ready=True)
-        cni = f"calico-node-{secrets.token_hex(3)}"
-        pod(core, "kube-system", cni, name, {"k8s-app": "calico-node"})
-        calico.append(cni)
         pod(core, ns, f"web-{i}", name, {"app": "web"})
     client.PolicyV1Api(api).create_namespaced_pod_disruption_budget(
         ns, {"metadata": {"name": "sample-app"},
@@ -239,10 +222,6 @@ def cluster_objects(kube_apiserver: KubeApiServer) -> Iterator[tuple[Any, str]]:
     try:
         yield api, ns
     finally:
-        for name in NAMES:
-            core.delete_node(name)
-        for cni in calico:
-            core.delete_namespaced_pod(cni, "kube-system", grace_period_seconds=0)
         custom.delete_namespaced_custom_object("velero.io", "v1", "velero", "backups", backup)
         rbac = client.RbacAuthorizationV1Api(api)
         rbac.delete_cluster_role_binding(f"status-reader-{ns}")
@@ -256,15 +235,12 @@ def cluster_objects(kube_apiserver: KubeApiServer) -> Iterator[tuple[Any, str]]:
 class Lab:
     def __init__(self, factory: Any, tmp: Path, server: KubeApiServer, pve: Pve, ns: str) -> None:
         self.rig = Rig(tmp / "model")
-        self.fs = tmp / "nodefs"
-        env = {**self.rig.session_env(), "NODE_FS": str(self.fs)}
-        self.cluster = factory(NAMES, path_dirs=[NODEFS, BIN], env=env)
+        self.cluster = factory(NAMES, path_dirs=[FS, BIN], env=self.rig.session_env())
         ips = {n: self.cluster.nodes[n].host for n in NAMES}
         self.rig.seed(ips)
         self.rig.form(list(NAMES))
-        ca = trustme.CA(organization_name="microk8s lab")
-        for n, ip in ips.items():
-            write_node(self.fs / n, ca, ip, [*ips.values(), SERVICE_IP])
+        self.kubelets = Kubelets(self.rig, server.api_client())
+        self.kubelets.sync()
         self.env: Environment = parse_inventory(yaml.safe_dump(inventory(self.cluster)), "lab")
         self.build = tmp / "build" / "lab"
         self.build.mkdir(parents=True)
@@ -286,6 +262,8 @@ class Lab:
         return self.server.url
 
     def read(self) -> status.Report:
+        self.kubelets.sync()
+
         def session(t: Target, login: Login, kh: Path, journal: Journal) -> NodeSession:
             return RecordingSession(t, login, kh, journal)
 
@@ -310,47 +288,56 @@ def test_status_over_the_rig_healthy_then_voter_down_then_unreachable(
     api, ns = cluster_objects
     with proxmox(tmp_path) as (served, pve):
         lab = Lab(sshd_factory, tmp_path, kube_apiserver, pve, ns)
-        reader_kubeconfig(kube_apiserver, api, ns, lab.kubeconfig)
-        mark = lab.rig.mark()
-        RecordingSession.sent.clear()
-        served.pve.requests.clear()
+        try:
+            run_phases(lab, served, api, ns)
+        finally:
+            lab.kubelets.cleanup()
 
-        healthy = lab.read()
-        assert healthy.health is Health.HEALTHY, healthy.problems
-        n1 = healthy.facts.node(NAMES[0])
-        assert n1.vm is not None and (n1.vm.status, n1.vm.pve_node) == ("running", "pve1")
-        assert n1.snap is not None and n1.snap.channel == "1.33/stable" and n1.snap.held
-        assert n1.members is not None and {m.role for m in n1.members} == {"voter"}
-        assert len(n1.members) == 3 and n1.ready and n1.api and n1.cni_ready
-        assert {c.name for c in n1.certs} >= {"server.crt", "front-proxy-client.crt", "ca.crt"}
-        assert n1.snapshots is not None and n1.snapshots.api_has_snapshot
-        assert healthy.facts.newest_backup is not None
-        assert all(v.safe for v in healthy.drain)
 
-        # read-only, from every side
-        assert {m for m, _, _ in served.pve.requests} == {"GET"}, served.pve.requests
-        sent = {c for _, c in RecordingSession.sent}
-        assert all(c.startswith(READ_COMMANDS) for c in sent), sent
-        assert all(argv[:2] in (["microk8s", "status"], ["snap", "list"])
-                   for argv in lab.rig.commands_since(mark)), lab.rig.commands_since(mark)  # fmt: skip
+def run_phases(lab: Lab, served: ServedPve, api: Any, ns: str) -> None:
+    reader_kubeconfig(lab.server, api, ns, lab.kubeconfig)
+    lab.rig.reboot_required(NAMES[1])
+    mark = lab.rig.mark()
+    RecordingSession.sent.clear()
+    served.pve.requests.clear()
 
-        # the third node's VM is off: still a listed voter on the others (microk8s#2400)
-        lab.rig.power_off(NAMES[2])
-        lab.down.add(NAMES[2])
-        set_node(client.CoreV1Api(api), NAMES[2], ready=False)
-        set_pdb(api, ns, 0)
-        degraded = lab.read()
-        assert degraded.health is Health.DEGRADED
-        text = "\n".join(degraded.problems)
-        assert f"voter down: {NAMES[2]}" in text, text
-        assert "API not answering" in text  # the probe through the node's own address
-        assert f"{NAMES[2]}: not Ready" in text
-        assert (
-            f"{NAMES[0]}: not safe to drain:" in text and "it is one of 2 reachable voters" in text
-        )
-        assert f"PDB sample-app blocks {ns}/web-1" in text
+    healthy = lab.read()
+    assert healthy.health is Health.HEALTHY, healthy.problems
+    n1 = healthy.facts.node(NAMES[0])
+    assert n1.vm is not None and (n1.vm.status, n1.vm.pve_node) == ("running", "pve1")
+    assert n1.snap is not None and n1.snap.channel == "1.33/stable" and n1.snap.held
+    assert n1.members is not None and {m.role for m in n1.members} == {"voter"}
+    assert len(n1.members) == 3 and n1.ready and n1.api and n1.cni_ready
+    assert {c.name for c in n1.certs} >= {"server.crt", "front-proxy-client.crt", "ca.crt"}
+    assert n1.snapshots is not None and n1.snapshots.api_has_snapshot
+    assert healthy.facts.newest_backup is not None
+    assert all(v.safe for v in healthy.drain)
+    assert n1.snap.revision and n1.snap.latest_revision == n1.snap.revision
+    assert n1.kubelet_version == n1.snap.version
+    assert healthy.facts.node(NAMES[1]).reboot_required and not n1.reboot_required
+    assert f"{NAMES[1]}: reboot required" in " ".join(healthy.notes)
 
-        lab.down.update(NAMES)
-        gone = lab.read()
-        assert gone.health is Health.UNREACHABLE, [(n.name, n.ssh, n.api) for n in gone.facts.nodes]
-        assert status.outcome(gone) is not None and status.outcome(gone).exit_code == 3  # type: ignore[union-attr]
+    # read-only, from every side
+    assert {m for m, _, _ in served.pve.requests} == {"GET"}, served.pve.requests
+    sent = {c for _, c in RecordingSession.sent}
+    assert all(c.startswith(READ_COMMANDS) for c in sent), sent
+    assert all(argv[:2] in (["microk8s", "status"], ["snap", "list"], ["snap", "info"])
+               for argv in lab.rig.commands_since(mark)), lab.rig.commands_since(mark)  # fmt: skip
+
+    # the third node's VM is off: still a listed voter on the others (microk8s#2400)
+    lab.rig.power_off(NAMES[2])
+    lab.down.add(NAMES[2])
+    set_pdb(api, ns, 0)
+    degraded = lab.read()
+    assert degraded.health is Health.DEGRADED
+    text = "\n".join(degraded.problems)
+    assert f"voter down: {NAMES[2]}" in text, text
+    assert "API not answering" in text  # the probe through the node's own address
+    assert f"{NAMES[2]}: not Ready" in text  # the kubelet stopped posting: Unknown
+    assert f"{NAMES[0]}: not safe to drain:" in text and "it is one of 2 reachable voters" in text
+    assert f"PDB sample-app blocks {ns}/web-1" in text
+
+    lab.down.update(NAMES)
+    gone = lab.read()
+    assert gone.health is Health.UNREACHABLE, [(n.name, n.ssh, n.api) for n in gone.facts.nodes]
+    assert status.outcome(gone) is not None and status.outcome(gone).exit_code == 3  # type: ignore[union-attr]
