@@ -8,14 +8,17 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 from invoke.tasks import task
 
 from mk8s.cli import arguments, user_errors
 from mk8s.cli.confirm import confirm_destructive
-from mk8s.errors import OperationFailedError
+from mk8s.errors import OperationFailedError, UserError
+
+if TYPE_CHECKING:
+    from mk8s.inventory.model import Environment
 
 ENV_HELP = {"env": "environment name (inventory/NAME.yaml) or path to an inventory YAML file"}
 CONFIRM_HELP = {
@@ -328,10 +331,29 @@ def publish(c: Context, env: str, dry_run: bool = False) -> None:
 # --- day 2 ---
 
 
-@task(help=ENV_HELP)
+@task(
+    help=ENV_HELP
+    | {
+        "refresh": "renew server.crt then front-proxy-client.crt, one node at a time "
+        "(plan first; docs/certificates.md)",
+        "cert": "with --refresh: only this certificate (server.crt or front-proxy-client.crt)",
+        "dry_run": "with --refresh: show the plan, change nothing",
+        "json": "with --refresh: the plan as JSON on stdout",
+        "break_lock": "take over a stale day-2 lock (check nobody is working first)",
+    }
+)
 @user_errors
-def certs(c: Context, env: str) -> None:
-    """Read every node's MicroK8s certificates over SSH: warn < 60 days, fail < 15, SANs."""
+def certs(
+    c: Context,
+    env: str,
+    refresh: bool = False,
+    cert: str = "",
+    dry_run: bool = False,
+    json: bool = False,
+    break_lock: bool = False,
+) -> None:
+    """Read every node's MicroK8s certificates over SSH: warn < 60 days, fail < 15, SANs;
+    --refresh renews server.crt and front-proxy-client.crt node by node."""
     from datetime import UTC, datetime
 
     from mk8s.day2 import certs_flow
@@ -340,6 +362,11 @@ def certs(c: Context, env: str) -> None:
     from mk8s.render.build import build_dir
 
     environment = load_environment(env)
+    if refresh:
+        _refresh_certs(environment, env, cert, dry_run, json, break_lock)
+        return
+    if cert or dry_run or json or break_lock:
+        raise UserError("--cert, --dry-run, --json and --break-lock go with --refresh")
     report = certs_flow.check(environment, build_dir(environment.name), datetime.now(UTC))
     colour = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "red"}
     for verdict in report.verdicts:
@@ -348,6 +375,28 @@ def certs(c: Context, env: str) -> None:
     if failed:
         raise OperationFailedError(f"{environment.name}: {len(failed)} certificate problem(s)")
     _say(f"{environment.name}: certificates {report.level}")
+
+
+def _refresh_certs(
+    environment: Environment, env: str, cert: str, dry_run: bool, json: bool, break_lock: bool
+) -> None:
+    from rich.console import Console
+
+    from mk8s.console import console
+    from mk8s.day2 import certs_refresh
+    from mk8s.day2.operation import Options
+    from mk8s.render.build import build_dir
+
+    certs = (cert,) if cert else certs_refresh.RENEWED
+    out = Console(stderr=False, highlight=False) if json else console
+    err = Console(stderr=True, highlight=False) if json else None
+    options = Options(dry_run=dry_run, json=json, break_lock=break_lock)
+    recorded = certs_refresh.refresh(
+        environment, build_dir(environment.name), options, out=out, err=err, certs=certs,
+        inventory=env,
+    )  # fmt: skip
+    if recorded is not None:
+        (err or console).print(f"{environment.name}: certificates renewed; evidence in {recorded}")
 
 
 @task(help=ENV_HELP | {"json": "print the facts and the verdict as JSON instead of a table"})
