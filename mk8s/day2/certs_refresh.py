@@ -44,8 +44,9 @@ from mk8s.day2.operation import Options, operate
 from mk8s.day2.plan import Kind, Plan, StepSpec, make_plan
 from mk8s.day2.runner import Action
 from mk8s.day2.wait import Clock, SystemClock, wait_for
+from mk8s.edges import microk8s
 from mk8s.edges.ssh import Journal as SshJournal
-from mk8s.edges.ssh import Login, NodeSession, Result, Target, targets_for
+from mk8s.edges.ssh import Login, NodeSession, Target, targets_for
 from mk8s.errors import OperationFailedError, UserError
 from mk8s.inventory.model import Environment
 from mk8s.promotion.evidence import run_id
@@ -245,7 +246,10 @@ class Renew:
     cert: str
 
     def run(self) -> None:
-        res = _refresh_cert(self.r.sessions[self.node], self.cert)
+        cert: microk8s.RefreshableCert = (
+            "server.crt" if self.cert == "server.crt" else "front-proxy-client.crt"
+        )  # refuse_ca admitted only these two into the plan
+        res = microk8s.refresh_cert(self.r.sessions[self.node], cert)
         if res.code != 0:
             text = (res.stdout + res.stderr).strip().splitlines()
             raise OperationFailedError(
@@ -354,12 +358,6 @@ def failed_step(build: Path) -> str | None:
     if journal is None:
         return None
     return next((s["key"] for s in journal.steps if s["state"] == "started"), None)
-
-
-def _refresh_cert(node: NodeSession, cert: str) -> Result:
-    """microk8s refresh-certs --cert CERT   (moves to mk8s.edges.microk8s.refresh_cert when
-    that verb lands; same command, same timeout)"""
-    return node.run(f"microk8s refresh-certs --cert {cert}", timeout=300)
 
 
 class SessionFactory(Protocol):
