@@ -5,7 +5,7 @@ One node, in this order (step keys are what the journal matches on):
   preflight      the drain gates for this node (Ready, voters, foreign cordons, PDBs, VM lock)
   N:cordon       spec.unschedulable + CORDON_ANNOTATION, so only this cordon is lifted later
   N:evict        policy/v1 evictions, PDBs honoured: wait while a PDB allows none, never force
-  N:reboot       `systemctl reboot` over SSH        (--reboot, the default)
+  N:reboot       `reboot` over SSH                  (--reboot, the default)
   N:stop         shut the VM down through Proxmox   (--stop: host work; it comes back when
   N:back           the operator starts it, or at host boot with onboot=1)
   N:gate         this node Ready, three voters agreed by every node and reachable, its API
@@ -30,7 +30,7 @@ from mk8s.errors import UserError
 
 VOTERS = 3
 QUORUM = 2
-REBOOT_COMMAND = "sudo systemctl reboot"
+REBOOT_COMMAND = "sudo reboot"  # /usr/sbin/reboot: systemd's; the MicroK8s model has it too
 EVICT_S = 300  # budget for every pod on the node to be evicted and gone
 BOOT_S = 600  # reboot until Ready + voters + API again
 BACK_S = 4 * 3600  # --stop: the host work the operator does before the VM runs again
