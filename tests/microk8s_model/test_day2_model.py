@@ -238,3 +238,28 @@ def test_a_reboot_brings_back_what_was_running_and_not_a_broken_kubelite(rig: Ri
     mk.snap_refresh(Direct(rig, "m2"), "1.34/stable")
     rig.run("m2", "reboot")
     assert not running(rig, "m2")  # the new revision still breaks kubelite
+
+
+def test_rebuild_node_path_remove_reinstall_old_channel_remove_node_rejoin(rig: Rig) -> None:
+    """--recover rebuild-node on the model: the snap's removal leaves the member listed (and
+    no voter up on it), so the re-join is refused until a healthy voter removes it."""
+    rig.fault("m3", unhealthy_after_refresh=True)
+    mk.snap_refresh(Direct(rig, "m3"), "1.34/stable")
+    code, out, _ = rig.run("m3", "snap", "remove", "microk8s", "--purge")
+    assert (code, out.strip()) == (0, "microk8s removed")
+    assert mk.read_snap(Direct(rig, "m3")).installed is False
+    assert ("10.7.0.13:19001", "voter") in rig.members("m1")  # still listed
+    rig.set_node("m3", faults={})
+    assert (
+        rig.run("m3", "snap", "install", "microk8s", "--classic", "--channel=1.33/stable")[0] == 0
+    )
+    snap = mk.snap_list(Direct(rig, "m3"))
+    assert snap is not None and (snap.channel, snap.revision) == ("1.33/stable", "8205")
+    _, token, _ = rig.run("m1", "microk8s", "add-node", "--format", "token-check")
+    join_url = f"10.7.0.11:25000/{token.strip()}"
+    code, out, _ = rig.run("m3", "microk8s", "join", join_url)
+    assert code == 6 and "already known to dqlite" in out
+    assert rig.run("m1", "microk8s", "remove-node", "10.7.0.13", "--force")[0] == 0
+    _, token, _ = rig.run("m1", "microk8s", "add-node", "--format", "token-check")
+    assert rig.run("m3", "microk8s", "join", f"10.7.0.11:25000/{token.strip()}")[0] == 0
+    assert ("m3", "reverted") not in rig.event_names()

@@ -94,7 +94,7 @@ class Kubelets:
     def _wanted(self) -> dict[str, dict[str, Any]]:
         with model.locked(self.rig.root) as state:
             listed = {n for c in state["clusters"].values() for n in c["k8s_nodes"]}
-            return {n: dict(v) for n, v in state["nodes"].items() if n in listed and v["installed"]}
+            return {n: dict(v) for n, v in state["nodes"].items() if n in listed}
 
     def _ready(self, node: dict[str, Any]) -> tuple[str, str, str]:
         if not (node["powered"] and model.kubelite_up(node)):
@@ -108,7 +108,7 @@ class Kubelets:
         self._ensure_node(k8s)
         status, reason, message = self._ready(node)
         if status != "Unknown":  # a running kubelet posts its version
-            self._posted[name] = str(node["version"])
+            self._posted[name] = str(node.get("version") or "")
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         current = self.core.read_node_status(k8s)
         previous = next(
@@ -131,7 +131,7 @@ class Kubelets:
                     {"type": "InternalIP", "address": node["ip"]},
                     {"type": "Hostname", "address": node["hostname"]},
                 ],
-                "nodeInfo": _node_info(self._posted.get(name, str(node["version"]))),
+                "nodeInfo": _node_info(self._posted.get(name, str(node.get("version") or ""))),
             }
         }
         self.core.patch_node_status(k8s, body)

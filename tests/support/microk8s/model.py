@@ -171,7 +171,7 @@ def drop_member(state: State, cid: str, address: str) -> bool:
 
 def online(state: State, member: dict[str, Any]) -> bool:
     node = state["nodes"].get(member["node"])
-    return bool(node and node["powered"] and not node["stopped"])
+    return bool(node and node["installed"] and node["powered"] and not node["stopped"])
 
 
 # --- go-dqlite roles --------------------------------------------------------------------------

@@ -11,8 +11,10 @@ each node's directory, so `invoke certs` and the reboot-required check read the 
 Day 2: `set_store({"1.34/stable": ("8450", "v1.34.1")})` is what `snap info` lists and a refresh
 gets; nodes carry channel, revision, version and held (`node(name)`); faults refresh_fails=TEXT,
 unhealthy_after_refresh, refresh_conflict; `configure(restart_s=...)` keeps kubelite down after
-each restart; `reboot_required(name)`; `events()` logs refreshes, reverts, reissued certificates
-and service restarts (assert e.g. that no voter was ever reverted).
+each restart and `boot_s` after `reboot` (the SSH session drops); `reboot_required(name)`;
+`snap remove microk8s` leaves the member listed until `remove-node` (the rebuild-node path);
+`events()` logs refreshes, reverts, removals, reboots, reissued certificates and service
+restarts (assert e.g. that no voter was ever reverted).
 
 Nodes in a real kube-apiserver (tests/support/microk8s/kubelets.py): `Kubelets(rig,
 kube_apiserver.api_client(), prefix="t1-")`; call `.sync()` after each model change, or run it in

@@ -1,4 +1,5 @@
-"""`snap` as the model's nodes answer it: list, info, install, refresh (channel, hold), revert.
+"""`snap` as the model's nodes answer it: list, info, install, refresh (channel, hold), revert,
+remove.
 
 SD = canonical/snapd@bee548f (CLI in cmd/snapd/cli/), MK = canonical/microk8s@1.33. Over SSH
 without a terminal snapd prints no Unicode (SD color.go canUnicode): `canonical**`, `^`, `--`.
@@ -206,6 +207,24 @@ def cmd_revert(state: State, name: str) -> None:
     out(f"microk8s reverted to {previous['version']}")
 
 
+def cmd_remove(state: State, name: str, purge: bool) -> None:
+    """SD cmd_snap_op.go showRemovedSnaps: `microk8s removed`, with `(snap data snapshot saved)`
+    unless --purge. The data goes (certificates, the local dqlite), but the other members still
+    list this node and its Node object stays until `microk8s remove-node` (microk8s#2212)."""
+    node = state["nodes"][name]
+    if not node["installed"]:
+        err('snap "microk8s" is not installed')  # SD: remove ignores NotInstalled, exit 0
+        return
+    node.update(installed=False, running=False, held=False, channel="", previous=None)
+    node.update(revision="", version="", worker=False, join_lock=False, tokens={})
+    certs_dir = model.root() / name / "certs"
+    for f in certs_dir.glob("*"):
+        if f.name != "csr.conf.template":
+            f.unlink()
+    model.event(name, "removed", purge=purge)
+    out("microk8s removed" if purge else "microk8s removed (snap data snapshot saved)")
+
+
 def cmd_snap(name: str, argv: list[str], install: Any) -> None:
     with model.locked() as state:
         node = state["nodes"][name]
@@ -217,6 +236,8 @@ def cmd_snap(name: str, argv: list[str], install: Any) -> None:
             return cmd_refresh(state, name, argv[1:])
         if argv[:2] == ["revert", "microk8s"]:
             return cmd_revert(state, name)
+        if argv[:2] == ["remove", "microk8s"]:
+            return cmd_remove(state, name, "--purge" in argv)
         if argv[:1] == ["install"] and "microk8s" in argv:
             channel = next((a.split("=", 1)[1] for a in argv if a.startswith("--channel=")), "")
             if node["installed"]:
