@@ -1,11 +1,14 @@
 """The Kubernetes part of `ClusterFacts`, read-only: Nodes, the CNI pods, what a drain would
 evict and which PDB keeps it, the newest Velero backup, and the API through each node.
 
-Only list/get/version requests go out. Until the drain helper's server-side dry-run eviction
-is on main, a pod counts as blocked when a PodDisruptionBudget in its namespace selects it and
-its `status.disruptionsAllowed` is 0: the condition under which the eviction subresource
-answers 429 (kubernetes/kubernetes@v1.33.0 pkg/registry/core/pod/storage/eviction.go
-`checkAndDecrement`: "Cannot evict pod as it would violate the pod's disruption budget").
+Only list/get/version requests go out, so status works with get/list-only credentials. A pod
+counts as blocked when a PodDisruptionBudget of its namespace selects it and either its status
+lags its spec (`observedGeneration < generation`) or `status.disruptionsAllowed` is 0: the two
+conditions under which the eviction subresource answers 429 "Cannot evict pod as it would
+violate the pod's disruption budget." (kubernetes/kubernetes pkg/registry/core/pod/storage/
+eviction.go `checkAndDecrement`, read in an older release's copy; the order of the checks is
+the same). The tasks that disrupt nodes (drain, maintenance, upgrade) overlay the server's own
+answer, a dry-run eviction per pod (mk8s.day2.drain_flow.with_disruption), on these facts.
 """
 
 from __future__ import annotations
@@ -115,6 +118,15 @@ def _plain(api: client.ApiClient, obj: Any) -> Any:
     return api.sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
 
 
+def _refusal(pdb: Any) -> str | None:
+    status = pdb.status
+    if status is None or (status.observed_generation or 0) < (pdb.metadata.generation or 0):
+        return "its status is still being processed by the server"
+    if status.disruptions_allowed == 0:
+        return "allows 0 disruptions"
+    return None
+
+
 def read_disruption(api: client.ApiClient, names: Iterable[str]) -> tuple[Disruption, ...]:
     core, policy = client.CoreV1Api(api), client.PolicyV1Api(api)
     listed = policy.list_pod_disruption_budget_for_all_namespaces(_request_timeout=TIMEOUT)
@@ -128,23 +140,20 @@ def read_disruption(api: client.ApiClient, names: Iterable[str]) -> tuple[Disrup
                 continue
             ns, labels = pod.metadata.namespace, pod.metadata.labels or {}
             ref = f"{ns}/{pod.metadata.name}"
-            hold = next(
+            why = next(
                 (
-                    p
+                    (p.metadata.name, reason)
                     for p in pdbs
                     if p.metadata.namespace == ns
                     and _matches(_plain(api, p.spec.selector), labels)
-                    and p.status is not None
-                    and p.status.disruptions_allowed == 0
+                    and (reason := _refusal(p)) is not None
                 ),
                 None,
             )
-            if hold is None:
+            if why is None:
                 evictable.append(ref)
             else:
-                blockers.append(
-                    Blocker(ns, pod.metadata.name, hold.metadata.name, "allows 0 disruptions")
-                )
+                blockers.append(Blocker(ns, pod.metadata.name, why[0], why[1]))
         out.append(Disruption(name, tuple(evictable), tuple(blockers)))
     return tuple(out)
 

@@ -70,3 +70,21 @@ def test_invoke_status_exits_3_when_nothing_answers_and_json_says_so(tmp_path: P
     data = json.loads(as_json.stdout)
     assert data["health"] == "unreachable" and data["exit_code"] == 3
     assert [n["ssh"] for n in data["facts"]["nodes"]] == [None, None, None]
+
+
+def test_a_pdb_blocks_when_it_allows_0_or_its_status_lags_its_spec() -> None:
+    """The two 429s of the eviction subresource, as read from the PDB without evicting."""
+    from types import SimpleNamespace as O
+
+    from mk8s.day2.cluster_kube import _refusal
+
+    def pdb(generation: int, observed: int, allowed: int) -> object:
+        return O(
+            metadata=O(generation=generation),
+            status=O(observed_generation=observed, disruptions_allowed=allowed),
+        )
+
+    assert _refusal(pdb(1, 1, 1)) is None
+    assert _refusal(pdb(1, 1, 0)) == "allows 0 disruptions"
+    assert _refusal(pdb(2, 1, 1)) == "its status is still being processed by the server"
+    assert _refusal(O(metadata=O(generation=1), status=None)) is not None
