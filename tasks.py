@@ -391,9 +391,15 @@ def _refresh_certs(
     out = Console(stderr=False, highlight=False) if json else console
     err = Console(stderr=True, highlight=False) if json else None
     options = Options(dry_run=dry_run, json=json, break_lock=break_lock)
+    build = build_dir(environment.name)
+    lease = None
+    if not dry_run:  # the Lease beside the lock file: a second operator elsewhere waits too
+        from mk8s.edges.kube import KubeApi, default_kubeconfig
+
+        lease = KubeApi(default_kubeconfig(build))
     recorded = certs_refresh.refresh(
-        environment, build_dir(environment.name), options, out=out, err=err, certs=certs,
-        inventory=env,
+        environment, build, options, out=out, err=err, certs=certs, inventory=env,
+        lease_api=lease,
     )  # fmt: skip
     if recorded is not None:
         (err or console).print(f"{environment.name}: certificates renewed; evidence in {recorded}")

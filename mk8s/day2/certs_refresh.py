@@ -40,6 +40,7 @@ from rich.console import Console
 from mk8s.day2.certs import CERT_FILES, CertFile, facts_of, san_problems
 from mk8s.day2.evidence import GateResult, record_day2
 from mk8s.day2.journal import Journal, run_file
+from mk8s.day2.lock import LeaseApi
 from mk8s.day2.operation import Options, operate
 from mk8s.day2.plan import Kind, Plan, StepSpec, make_plan
 from mk8s.day2.runner import Action
@@ -392,6 +393,7 @@ def refresh(
     clock: Clock | None = None,
     root: Path = Path(),
     inventory: str | None = None,
+    lease_api: LeaseApi | None = None,
 ) -> Path | None:
     """Plan, then (unless --dry-run) renew under the lock; returns day2.json (None: dry run).
 
@@ -419,7 +421,10 @@ def refresh(
         inventory,
     )
     try:
-        outcome = operate(plan, actions(r, plan), build, options, out=out, err=err, clock=clock)
+        outcome = operate(
+            plan, actions(r, plan), build, options, out=out, err=err, clock=clock,
+            lease_api=lease_api,
+        )  # fmt: skip
         return None if outcome is None else r.recorded
     except OperationFailedError as exc:
         step = failed_step(build)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -329,3 +331,31 @@ def test_on_the_model_a_cluster_without_extra_sans_stops_at_the_first_node(
     with pytest.raises(OperationFailedError, match=r"lab-k8s-1:verify-server.crt: .* lacks IP"):
         lab.refresh()
     assert lab.reissued() == [(N1, "server.crt")]
+
+
+# --- the task -----------------------------------------------------------------------------
+
+
+def invoke(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    dev = str(ROOT / "inventory" / "dev.yaml")
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "certs", "--env", dev, *args],
+        cwd=tmp, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+
+
+def test_the_task_shows_the_plan_as_json_and_refuses_bad_combinations(tmp_path: Path) -> None:
+    done = invoke(tmp_path, "--refresh", "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    assert body["task"] == "certs-refresh" and body["steps"][2]["key"] == "dev-k8s-1:server.crt"
+    assert not (tmp_path / "build").exists()  # a dry run locks and journals nothing
+    ca = invoke(tmp_path, "--refresh", "--cert", "ca.crt", "--dry-run")
+    assert ca.returncode == 2 and "Traceback" not in ca.stderr
+    assert ca.stderr.startswith("error: --cert ca.crt: CA rotation is refused")
+    alone = invoke(tmp_path, "--cert", "server.crt")
+    assert alone.returncode == 2
+    assert alone.stderr.strip() == (
+        "error: --cert, --dry-run, --json and --break-lock go with --refresh"
+    )
