@@ -136,3 +136,20 @@ def test_promote_reads_stage_upgrades_from_signed_day2_records(tmp_path: Path, k
     (line,) = soak_lines(repo, finished + timedelta(days=13))
     assert "promotion is allowed from 2026-11-16 21:00 UTC" in line
     assert soak_lines(repo, finished + timedelta(days=14)) == []
+
+
+def test_a_soaked_upgrade_does_not_refresh_expired_conformance_evidence() -> None:
+    """Soaked for 20 days, but the conformance and load runs from the upgrade day are past
+    prod's max_age_hours (336): both rules hold, so stage must be measured again."""
+    then = NOW - timedelta(days=20)
+    conf = run(STAGE, "conformance", results(STAGE, "conformance"), at=then)
+    load = run(STAGE, "loadtest", results(STAGE, "loadtest"), at=then, load=load_of(STAGE))
+    reasons = decide(PROD, STAGE, conformance=conf, loadtest=load, inputs_now=INPUTS, now=NOW,
+                     upgrades=Upgrades(CHANNEL, upgrade(then))).reasons  # fmt: skip
+    assert [r.split(" is stale: ")[0] for r in reasons] == [
+        "stage's latest conformance run 20261125T110000Z",
+        "stage's latest load-test run 20261125T110000Z",
+    ]
+    fresh = decide(PROD, STAGE, conformance=CONF, loadtest=LOAD, inputs_now=INPUTS, now=NOW,
+                   upgrades=Upgrades(CHANNEL, upgrade(then))).reasons  # fmt: skip
+    assert fresh == ()
