@@ -102,15 +102,20 @@ def _read_proxmox(
 # --- SSH ---------------------------------------------------------------------------------
 
 
-def _snap(session: NodeSession, problems: list[str]) -> SnapFacts | None:
+def _snap(
+    session: NodeSession, problems: list[str], store: dict[str, str | None]
+) -> SnapFacts | None:
     read = microk8s.read_snap(session)
     if read.snap is None:
         what = "not installed" if read.installed is False else read.detail or "unreadable"
         problems.append(f"{session.name}: `snap list microk8s`: {what}")
         return None
     snap = read.snap
-    # `snap info` asks the store; None (offline store) only leaves the revision check out
-    latest = microk8s.latest_revision(session, snap.channel)
+    # `snap info` asks the store from the node: once per channel, not once per node; None
+    # (an offline store) only leaves the revision check out
+    if snap.channel not in store:
+        store[snap.channel] = microk8s.latest_revision(session, snap.channel)
+    latest = store[snap.channel]
     return SnapFacts(snap.channel, snap.revision, snap.version, snap.held, latest)
 
 
@@ -123,17 +128,20 @@ def _members(session: NodeSession, problems: list[str]) -> tuple[microk8s.Member
     return status.members
 
 
-def _read_ssh(session: NodeSession, problems: list[str]) -> dict[str, Any]:
+def _read_ssh(
+    session: NodeSession, problems: list[str], store: dict[str, str | None]
+) -> dict[str, Any]:
+    """The node's facts over SSH; a node that does not answer is `ssh: False` and its
+    error, which status words as a problem (not here too, or it would be said twice)."""
     try:
         return {
             "ssh": True,
-            "snap": _snap(session, problems),
+            "snap": _snap(session, problems, store),
             "members": _members(session, problems),
             "reboot_required": microk8s.reboot_required(session),
             "certs": tuple(read_node(session)),
         }
     except (NodeUnreachableError, HostKeyRefusedError) as exc:
-        problems.append(str(exc))
         return {"ssh": False, "ssh_error": exc.lines[0] if exc.lines else str(exc)}
     finally:
         session.close()
@@ -190,12 +198,13 @@ def read(env: Environment, build: Path, now: datetime, src: Sources | None = Non
     known_hosts = build / KNOWN_HOSTS
     login = Login(env.ssh.user, env.ssh.private_key_file, SSH_CONNECT_TIMEOUT_S)
     targets = src.targets or targets_for(env)
+    store: dict[str, str | None] = {}  # channel -> its newest revision in the store
     for spec in env.nodes:
         if not known_hosts.is_file():
             got[spec.name].ssh = {"ssh": None, "ssh_error": f"no pinned host keys in {known_hosts}"}
             continue
         session = src.session(targets[spec.name], login, known_hosts, Journal(None))
-        got[spec.name].ssh = _read_ssh(session, problems)
+        got[spec.name].ssh = _read_ssh(session, problems, store)
     if not known_hosts.is_file():
         problems.append(f"{known_hosts}: no pinned host keys (run `invoke bootstrap` first)")
     kube, api_up, endpoint = _kube(env, build, src, problems)

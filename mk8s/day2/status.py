@@ -147,8 +147,14 @@ def _members(facts: ClusterFacts, n: NodeFacts) -> str:
 
 
 def _certs(facts: ClusterFacts, n: NodeFacts) -> str:
-    days = [v.days_left for v in judge(n.certs, facts.taken_at) if v.days_left is not None]
-    return f"{min(days)} d" if days else "?"
+    """The certificate with the fewest days left (every one is in --json)."""
+    dated = [
+        (v.days_left, v.name) for v in judge(n.certs, facts.taken_at) if v.days_left is not None
+    ]
+    if not dated:
+        return "?"
+    days, name = min(dated)
+    return f"{days} d ({name})"
 
 
 def _snapshots(n: NodeFacts) -> str:

@@ -319,7 +319,9 @@ def run_phases(lab: Lab, served: ServedPve, api: Any, ns: str) -> None:
 
     # read-only, from every side
     assert {m for m, _, _ in served.pve.requests} == {"GET"}, served.pve.requests
-    sent = {c for _, c in RecordingSession.sent}
+    asked = [c for _, c in RecordingSession.sent]
+    assert asked.count("snap info microk8s") == 1  # the store, once per channel
+    sent = set(asked)
     assert all(c.startswith(READ_COMMANDS) for c in sent), sent
     assert all(argv[:2] in (["microk8s", "status"], ["snap", "list"], ["snap", "info"])
                for argv in lab.rig.commands_since(mark)), lab.rig.commands_since(mark)  # fmt: skip
@@ -333,6 +335,7 @@ def run_phases(lab: Lab, served: ServedPve, api: Any, ns: str) -> None:
     text = "\n".join(degraded.problems)
     assert f"voter down: {NAMES[2]}" in text, text
     assert "API not answering" in text  # the probe through the node's own address
+    assert sum(f"{NAMES[2]}: SSH not answering" in p for p in degraded.problems) == 1
     assert f"{NAMES[2]}: not Ready" in text  # the kubelet stopped posting: Unknown
     assert f"{NAMES[0]}: not safe to drain:" in text and "it is one of 2 reachable voters" in text
     assert f"PDB sample-app blocks {ns}/web-1" in text
