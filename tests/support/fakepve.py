@@ -57,12 +57,14 @@ outside the API on a real PVE host, and `LabPve` adds them through fakepve's ext
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from fakepve import FakePve, PveError, TaskError, settle
 from fakepve import schema as pve_schema
@@ -70,6 +72,13 @@ from fakepve.certs import make_cert
 from fakepve.qemu import drives_of, volume_ref
 
 TEMPLATE_VMID = 9000
+# The config lock each snapshot task holds while it runs (PVE's `lock` values).
+TASK_LOCKS = {
+    "qmsnapshot": "snapshot",
+    "qmrollback": "rollback",
+    "qmdelsnapshot": "snapshot-delete",
+}
+VMID_IN_PATH = re.compile(r"/qemu/(\d+)/snapshot(?:/([^/]+)/rollback)?$")
 TEMPLATE_NAME = "ubuntu-2204-cloudinit"
 START_TIMEOUT = 30
 
@@ -82,6 +91,7 @@ class LabPve(FakePve):  # type: ignore[misc]
         self.slow_tasks: dict[str, float] = {}
         self.failing_tasks: dict[str, list[str]] = {}
         self._rollback_to: dict[int, str] = {}
+        self._with_ram: dict[int, bool] = {}
 
     def fail_tasks(self, ttype: str, message: str, times: int = 1) -> None:
         """The next `times` tasks of type `ttype` end with `TASK ERROR: message`."""
@@ -91,16 +101,19 @@ class LabPve(FakePve):  # type: ignore[misc]
         secs = self.slow_tasks.get(ttype, 0)
         queue = self.failing_tasks.get(ttype)
         failure = queue.pop(0) if queue else None
-        new_vm = kw.get("vm")
+        new_vm: Any = kw.get("vm")
 
         snapname = self._rollback_to.pop(new_vm.vmid, None) if ttype == "qmrollback" else None
+        with_ram = self._with_ram.pop(new_vm.vmid, False) if ttype == "qmsnapshot" else False
 
         async def lab_body() -> Any:
-            await self.pause(secs)
+            await self._locked_pause(new_vm, TASK_LOCKS.get(ttype), secs)
             if failure is not None:
                 if ttype == "qmclone" and new_vm in self.vms:
                     self.vms.remove(new_vm)  # PVE removes the half-made clone
                 raise TaskError(failure)
+            if ttype == "qmsnapshot":
+                return await self._frozen_snapshot(new_vm, with_ram, body)
             if snapname is None:
                 return await body()
             snap = new_vm.snapshots.get(snapname)
@@ -112,6 +125,64 @@ class LabPve(FakePve):  # type: ignore[misc]
             return result
 
         return await super().task(node, ttype, tid, user, lab_body, **kw)
+
+    async def _locked_pause(self, vm: Any, lock: str | None, secs: float) -> None:
+        """The task's duration, under PVE's config lock for snapshot tasks."""
+        if lock is None or vm is None:
+            await self.pause(secs)
+            return
+        if vm.lock:
+            raise TaskError(f"VM is locked ({vm.lock})")  # AbstractConfig.pm check_lock
+        self._qm_lock(vm, lock)
+        try:
+            await self.pause(secs)
+        finally:
+            self._qm_lock(vm, None)  # fakepve's body takes it again for its instant part
+
+    async def _frozen_snapshot(self, vm: Any, with_ram: bool, body: Any) -> Any:
+        """QemuConfig.pm: freeze only when running, disk-only, agent enabled with freeze-fs."""
+        note = None
+        freeze = False
+        if vm.status == "running" and not with_ram:
+            if not _agent_enabled(vm.config) or not _freeze_fs(vm.config):
+                note = "skipping guest filesystem freeze - disabled in VM options"
+            else:
+                if vm.agent is None:  # the booted guest's agent (see _agent_call)
+                    vm.agent = {"interfaces": _interfaces(vm.config)}
+                freeze = True
+        if freeze:
+            vm.agent_requests.append(("fsfreeze-freeze", {}))
+            vm.agent_frozen = True
+        try:
+            result = await body()
+        finally:
+            if freeze:
+                vm.agent_requests.append(("fsfreeze-thaw", {}))
+                vm.agent_frozen = False
+        return result if result is not None else note
+
+    async def _qm_snapshot(self, v: dict[str, Any], user: str) -> Any:
+        vm = self.find(v["node"], v["vmid"])
+        self._with_ram[vm.vmid] = str(v.get("vmstate") or "0") in ("1", "true")
+        return await super()._qm_snapshot(v, user)
+
+    def snapshot_requests(self) -> list[tuple[int, str]]:
+        """(vmid, snapname) of every snapshot create the API received, in order."""
+        out = []
+        for method, path, body in self.requests:
+            found = VMID_IN_PATH.search(path)
+            if method == "POST" and found and not found.group(2):
+                out.append((int(found.group(1)), _form(body).get("snapname", "")))
+        return out
+
+    def rollback_requests(self) -> list[tuple[int, str]]:
+        """(vmid, snapname) of every rollback the API received, in order."""
+        out = []
+        for method, path, _body in self.requests:
+            found = VMID_IN_PATH.search(path)
+            if method == "POST" and found and found.group(2):
+                out.append((int(found.group(1)), found.group(2)))
+        return out
 
     def _volumes(self, name: str) -> dict[str, Any]:
         out: dict[str, Any] = super()._volumes(name)
@@ -266,6 +337,24 @@ def _typed_config(values: dict[str, Any]) -> dict[str, Any]:
 def _agent_enabled(config: dict[str, Any]) -> bool:
     value = str(config.get("agent", "0"))
     return value.split(",")[0] in ("1", "enabled=1")
+
+
+def _form(body: Any) -> dict[str, str]:
+    """A recorded request body (form-encoded bytes, or JSON) as a flat dict."""
+    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
+    if text.startswith("{"):
+        return {k: str(v) for k, v in json.loads(text).items()}
+    return {k: v[0] for k, v in parse_qs(text).items()}
+
+
+def _freeze_fs(config: dict[str, Any]) -> bool:
+    """`agent: 1,freeze-fs=0` turns the freeze off; it defaults to on (Agent.pm should_fs_freeze).
+    `freeze-fs-on-backup` and `guest-fsfreeze` are its aliases (Agent.pm agent_fmt)."""
+    for part in str(config.get("agent", "0")).split(",")[1:]:
+        key, _, value = part.partition("=")
+        if key in ("freeze-fs", "freeze-fs-on-backup", "guest-fsfreeze"):
+            return value.strip() not in ("0", "false", "no", "off")
+    return True
 
 
 def _interfaces(config: dict[str, Any]) -> list[dict[str, Any]]:
