@@ -23,7 +23,7 @@ from typing import Protocol
 from mk8s.day2.journal import STARTED, Journal, run_file
 from mk8s.day2.lock import EnvLock
 from mk8s.day2.snapshots import can_rollback
-from mk8s.day2.upgrade_flow import UpgradeEdges
+from mk8s.day2.upgrade_flow import CHANNEL_ROW, UpgradeEdges
 from mk8s.day2.upgrade_gates import healthy_problems, voter_problems
 from mk8s.day2.wait import Clock, SystemClock, wait_for
 from mk8s.edges import microk8s
@@ -69,9 +69,10 @@ def failed_run(build: Path) -> Failed:
     node, _, verb = started[-1]["key"].rpartition(":")
     plan = journal.plan
     snaps = [s for s in plan["steps"] if s["key"] == "snapshot-set"]
-    snapshot = snaps[0]["snapshots"][0] if snaps and snaps[0]["snapshots"] else ""
-    comps = {c["node"]: c for c in plan.get("components", []) if c["name"] == "microk8s"}
-    comp = comps.get(node) or next(iter(comps.values()), None)
+    names = snaps[0]["snapshots"] if snaps else []
+    snapshot = names[0].rpartition("@")[2] if names else ""
+    rows = {c["node"]: c for c in plan.get("components", []) if c["name"] == CHANNEL_ROW}
+    comp = rows.get(node)
     if comp is None or not snapshot:
         raise UserError(f"{path}: the journal names no snapshot set or channels; nothing done")
     return Failed(node, verb, snapshot, comp["current"], comp["target"], path)

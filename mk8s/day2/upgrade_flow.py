@@ -18,12 +18,13 @@ printed (`UnhealthyError`, exit 1) and the journal stays for `--recover` (mk8s.d
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from mk8s.day2.facts import CORDON_ANNOTATION, Blocker, ClusterFacts
 from mk8s.day2.plan import Plan
+from mk8s.day2.preflight import Gate
 from mk8s.day2.runner import Action
 from mk8s.day2.snapshots import VmSnapFacts, can_rollback
 from mk8s.day2.upgrade_gates import (
@@ -39,6 +40,7 @@ from mk8s.edges import microk8s
 from mk8s.errors import OperationFailedError
 
 TASK = "upgrade"
+CHANNEL_ROW = "microk8s channel"  # the plan's component row (mk8s.day2.upgrade_plan components)
 PER_NODE = ("cordon", "evict", "refresh", "hold", "gate", "uncordon", "conformance", "settle")
 
 
@@ -71,6 +73,10 @@ class UpgradeEdges(Protocol):
         """A disk-only snapshot (vmstate 0; PVE freezes the guest through its agent)."""
         ...
 
+    def snapshot_descriptions(self, name: str) -> dict[str, str | None]:
+        """node -> the description of its snapshot `name`, None when it has none of that name."""
+        ...
+
     def dns(self) -> str | None:
         """A problem with cluster DNS, None when a name resolves inside the cluster."""
         ...
@@ -84,8 +90,9 @@ class UpgradeEdges(Protocol):
 class Settings:
     env: str
     target_channel: str
-    snapshot: str  # the snapshot set's name (from the run: mk8s.day2.upgrade_flow.snapshot_name)
+    snapshot: str  # the snapshot set's name (the plan's snapshot step: `snapshot_of`)
     old_channels: Mapping[str, str]  # node -> channel before the upgrade (the plan's "current")
+    run_id: str  # stable across a resume: `run_id(plan)`
     gate_timeout_s: float = 900
     conformance_timeout_s: float = 180
     settle_s: float = 60
@@ -95,7 +102,13 @@ class Settings:
     @property
     def owner(self) -> str:
         """The cordon annotation's value: "<task> <run id>" (mk8s.day2.facts)."""
-        return f"{TASK} {self.snapshot}"
+        return f"{TASK} {self.run_id}"
+
+    @property
+    def snapshot_description(self) -> str:
+        """Written on every snapshot of the set: tells this run's set from an older one of the
+        same name (the plan names the set after the target, so a retry meets the old one)."""
+        return f"mk8s upgrade to {self.target_channel}, run {self.run_id}"
 
 
 class HealthyOnOldError(OperationFailedError):
@@ -106,6 +119,11 @@ class HealthyOnOldError(OperationFailedError):
         self.node = node
 
 
+class StalePlanError(OperationFailedError):
+    """The cluster changed between planning and taking the lock (e.g. this run waited for
+    another one): nothing was changed; a re-run plans afresh."""
+
+
 class UnhealthyError(OperationFailedError):
     """The node is unhealthy after its step: recover with one of the two ways out."""
 
@@ -114,26 +132,24 @@ class UnhealthyError(OperationFailedError):
         self.failure = failure
 
 
-def snapshot_name(plan: Plan, target_channel: str) -> str:
-    """The snapshot set's name: the plan's snapshot step names it; else from the plan's hash.
+def run_id(plan: Plan) -> str:
+    """The plan's fingerprint, short: the same plan (a resume) has the same id."""
+    return plan.fingerprint().split(":", 1)[1][:12]
 
-    Stable across a resume (the same plan has the same fingerprint) and a valid PVE config id
-    (letters, digits, `-`, `_`; no dots)."""
+
+def snapshot_of(plan: Plan) -> str:
+    """The snapshot set's name from the plan's `snapshot-set` step ("node@name" or "name")."""
     for step in plan.steps:
         if step.key == "snapshot-set" and step.snapshots:
-            return step.snapshots[0]
-    minor = target_channel.split("/", 1)[0].replace(".", "-")
-    return f"mk8s-up-{minor}-{plan.fingerprint().split(':', 1)[1][:8]}"
+            return step.snapshots[0].rpartition("@")[2]
+    raise ValueError("upgrade plan: no snapshot-set step naming the snapshot")
 
 
-def old_channels(plan: Plan, facts: ClusterFacts | None = None) -> dict[str, str]:
-    """node -> channel before the upgrade: the plan's `microk8s` components' current values."""
-    out = {c.node: c.current for c in plan.components if c.name == "microk8s" and c.node}
-    if facts is not None:
-        for n in facts.nodes:
-            if n.name not in out and n.snap is not None:
-                out[n.name] = n.snap.channel
-    return out
+def old_channels(plan: Plan) -> dict[str, str]:
+    """node -> channel before the upgrade: the plan's `microk8s channel` rows' current values."""
+    return {
+        c.node: c.current for c in plan.components if c.name == CHANNEL_ROW and c.node is not None
+    }
 
 
 def snap_refresh(shell: microk8s.Shell, channel: str, timeout: float) -> microk8s.Output:
@@ -178,36 +194,71 @@ class Policy:
 
 @dataclass
 class Preflight:
+    """Every gate printed pass/fail with its fix; any failure stops the run, nothing changed."""
+
     edges: UpgradeEdges
-    gates: Callable[[ClusterFacts], list[str]]  # failed gates, one line each with its fix
+    gates: Callable[[ClusterFacts], Sequence[Gate]]  # mk8s.day2.preflight.gates, bound
+    say: Callable[[str], None]
+    fingerprint: str = ""  # this run's plan
+    replan: Callable[[], str] | None = None  # a fresh plan's fingerprint, made under the lock
 
     def run(self) -> None:
-        failed = self.gates(self.edges.facts())
+        # The plan was made before the lock was taken; a run that waited for another one would
+        # otherwise work through a plan of a cluster that is no more.
+        if self.replan is not None and (now := self.replan()) != self.fingerprint:
+            raise StalePlanError(
+                "the cluster changed since this plan was made (another run finished while this "
+                f"one waited for the lock?): plan {self.fingerprint[:19]} is now {now[:19]}; "
+                "nothing was changed: re-run to plan afresh"
+            )
+        results = self.gates(self.edges.facts())
+        for g in results:
+            fix = f" (fix: {g.fix})" if not g.ok and g.fix else ""
+            self.say(f"{'PASS' if g.ok else 'FAIL'} {g.name}: {g.detail}{fix}")
+        failed = [g for g in results if not g.ok]
         if failed:
             raise OperationFailedError(
-                f"preflight: {len(failed)} gate(s) failed; nothing was changed", *failed
+                f"preflight: {len(failed)} gate(s) failed ({', '.join(g.name for g in failed)}); "
+                "nothing was changed",
+                *(f"FAIL {g.name}: {g.detail} (fix: {g.fix})" for g in failed),
             )
 
     def done(self) -> bool:
-        return not self.gates(self.edges.facts())
+        return all(g.ok for g in self.gates(self.edges.facts()))
 
 
 @dataclass
 class SnapshotSet:
     edges: UpgradeEdges
-    name: str
+    settings: Settings
     say: Callable[[str], None]
 
-    def missing(self) -> list[str]:
-        return [n for n, vm in self.edges.vm_snapshots().items() if self.name not in vm.snapshots]
+    def _seen(self) -> dict[str, str | None]:
+        return self.edges.snapshot_descriptions(self.settings.snapshot)
+
+    def _foreign(self, seen: dict[str, str | None]) -> list[str]:
+        mine = self.settings.snapshot_description
+        return [n for n, d in seen.items() if d is not None and d != mine]
 
     def run(self) -> None:
-        for node in self.missing():  # a resumed run takes only what is missing
-            self.say(f"snapshot {self.name} of {node} (disk only)")
-            self.edges.take_snapshot(node, self.name, "mk8s upgrade: before the first node")
+        s = self.settings
+        seen = self._seen()
+        if foreign := self._foreign(seen):
+            raise OperationFailedError(
+                f"snapshot {s.snapshot!r} already exists on {', '.join(foreign)} from another "
+                "run; it is not this run's set and no node was touched",
+                "check it is not needed (it may be the only way back from an earlier attempt), "
+                "delete it on every VM (`invoke snapshot --env ENV --delete "
+                f"{s.snapshot}` or `qm delsnapshot`), then re-run",
+            )
+        for node, description in seen.items():  # a resumed run takes only what is missing
+            if description is None:
+                self.say(f"snapshot {s.snapshot} of {node} (disk only)")
+                self.edges.take_snapshot(node, s.snapshot, s.snapshot_description)
 
     def done(self) -> bool:
-        return not self.missing()
+        seen = self._seen()
+        return all(d == self.settings.snapshot_description for d in seen.values())
 
 
 @dataclass
@@ -307,7 +358,7 @@ class Hold:
 
 
 @dataclass
-class Gate:
+class NodeGate:
     edges: UpgradeEdges
     policy: Policy
     node: str
@@ -438,19 +489,20 @@ def build_actions(
     plan: Plan,
     edges: UpgradeEdges,
     settings: Settings,
-    gates: Callable[[ClusterFacts], list[str]],
+    gates: Callable[[ClusterFacts], Sequence[Gate]],
     *,
     clock: Clock | None = None,
     say: Callable[[str], None] = print,
     record: Callable[[ClusterFacts], None] = _nothing,
+    replan: Callable[[], str] | None = None,
 ) -> dict[str, Action]:
     """An action for every step key of `plan` (ValueError for a key this flow does not know)."""
     clock = clock or SystemClock()
     policy = Policy(edges, settings, say)
     owner = settings.owner
     fixed: dict[str, Action] = {
-        "preflight": Preflight(edges, gates),
-        "snapshot-set": SnapshotSet(edges, settings.snapshot, say),
+        "preflight": Preflight(edges, gates, say, plan.fingerprint(), replan),
+        "snapshot-set": SnapshotSet(edges, settings, say),
         "verify-snapshots": VerifySnapshots(edges, settings.snapshot),
         "finish": Finish(edges, settings, record),
     }
@@ -459,7 +511,7 @@ def build_actions(
         "evict": lambda n: Evict(edges, policy, n),
         "refresh": lambda n: Refresh(edges, policy, n, settings),
         "hold": lambda n: Hold(edges, n),
-        "gate": lambda n: Gate(edges, policy, n, settings, clock),
+        "gate": lambda n: NodeGate(edges, policy, n, settings, clock),
         "uncordon": lambda n: Uncordon(edges, n, owner),
         "conformance": lambda n: Conformance(edges, n, settings, clock, say),
         "settle": lambda n: Settle(settings.settle_s, clock),

@@ -15,6 +15,11 @@ sshd + model + kube-apiserver. What it claims, and from where:
 - a stopped VM answers nothing (no SSH, no API, NotReady).
 Every command run on a node is appended to the state's `log` as [node, command].
 
+The environment is the inventory's `dev` (three nodes on pve1..pve3, window ad hoc), so the
+real planner (mk8s.day2.upgrade_plan) and the real preflight gates (mk8s.day2.preflight) run.
+Facts the world cannot have (certificates, backups) are reported healthy: their gates' broken
+cases are tested in tests/day2/test_preflight.py.
+
     python -m tests.day2.upgrade_world STATE.json BUILD --pve URL CAFILE [--kill-at LABEL]
 """
 
@@ -30,20 +35,41 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from proxmoxer import ProxmoxAPI
 
-from mk8s.day2.facts import Blocker, ClusterFacts, NodeFacts, SnapFacts, VmState
+from mk8s.day2.certs import CERT_FILES, CertFacts
+from mk8s.day2.facts import (
+    Blocker,
+    ClusterFacts,
+    Disruption,
+    NodeFacts,
+    SnapFacts,
+    StorageRoom,
+    VmState,
+)
 from mk8s.day2.snapshot_facts import read_vm
 from mk8s.day2.snapshots import VmSnapFacts
 from mk8s.edges import proxmox
 from mk8s.edges.microk8s import Member
+from mk8s.inventory.load import load_environment
 
+# Test data, not claims about the store.
 REVISIONS = {"1.32/stable": ("7964", "v1.32.9"), "1.33/stable": ("8148", "v1.33.5")}
-NODES = {"n1": ("127.0.0.1", 101), "n2": ("127.0.0.2", 102), "n3": ("127.0.0.3", 103)}
+ENV = "dev"
+TARGET = "1.33/stable"  # the dev inventory's microk8s.channel
+GIB = 1024**3
+
+
+def _nodes() -> dict[str, tuple[str, int, str]]:
+    env = load_environment(ENV)
+    return {n.name: (str(n.ip), n.vmid, n.pve_node) for n in env.nodes}
+
+
+NODES = _nodes()
 DISK_KEYS = ("channel", "revision", "version", "held", "installed", "members")
 
 
@@ -57,11 +83,11 @@ def initial(channel: str = "1.32/stable") -> dict[str, Any]:
             "ready": True, "kubelet": version, "api": True, "cni": True,
             "unschedulable": False, "cordoned_by": None, "pods": [f"default/web-{name}"],
         }
-        for name, (ip, vmid) in NODES.items()
+        for name, (ip, vmid, _host) in NODES.items()
     }  # fmt: skip
     return {
-        "nodes": nodes, "pdb_blocks": {}, "faults": {}, "log": [], "dns": True,
-        "ingress": True, "disks": {}, "evictions": [], "polls": {},
+        "nodes": nodes, "pdb_blocks": {}, "late_pdb_blocks": {}, "faults": {}, "log": [],
+        "dns": True, "ingress": True, "disks": {}, "evictions": [], "polls": {},
     }  # fmt: skip
 
 
@@ -166,15 +192,23 @@ class World:
     # --- Proxmox ---------------------------------------------------------------------------
 
     def _vm(self, name: str) -> proxmox.VmFacts:
-        vmid = NODES[name][1]
-        status = self.pve.get(f"nodes/pve1/qemu/{vmid}/status/current")
-        return proxmox.VmFacts(vmid, name, "pve1", str(status.get("status")), False, ())
+        _ip, vmid, host = NODES[name]
+        status = self.pve.get(f"nodes/{host}/qemu/{vmid}/status/current")
+        return proxmox.VmFacts(vmid, name, host, str(status.get("status")), False, ())
 
     def running(self, name: str) -> bool:
         return self._vm(name).status == "running"
 
     def vm_snapshots(self) -> dict[str, VmSnapFacts]:
         return {n: read_vm(self.pve, self._vm(n), n) for n in NODES}
+
+    def snapshot_descriptions(self, name: str) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for node in NODES:
+            listed = self.pve.get(f"{proxmox.vm_path(self._vm(node))}/snapshot")
+            found = next((s for s in listed if s.get("name") == name), None)
+            out[node] = None if found is None else str(found.get("description") or "")
+        return out
 
     def take_snapshot(self, node: str, name: str, description: str) -> None:
         proxmox.snapshot(self.pve, self._vm(node), name, description=description)
@@ -203,9 +237,10 @@ class World:
     def shell(self, node: str) -> NodeShell:
         return NodeShell(self, node)
 
-    def _node_facts(self, state: dict[str, Any], name: str) -> NodeFacts:
+    def _node_facts(self, state: dict[str, Any], name: str, now: datetime) -> NodeFacts:
         n = state["nodes"][name]
         vm = self._vm(name)
+        lock = self.pve.get(f"{proxmox.vm_path(vm)}/config").get("lock")
         up = vm.status == "running"
         if state["polls"].get(name):
             state["polls"][name] -= 1
@@ -213,20 +248,41 @@ class World:
                 n["ready"] = True
         ips = {k: v["ip"] for k, v in state["nodes"].items()}
         members = tuple(Member(f"{ips[m]}:19001", role) for m, role in n["members"])
-        snap = SnapFacts(n["channel"], n["revision"], n["version"], n["held"]) if up else None
+        snap = (
+            SnapFacts(n["channel"], n["revision"], n["version"], n["held"], n["revision"])
+            if up
+            else None
+        )
+        certs = tuple(
+            CertFacts(name, f.name, f.path, not_after=now + timedelta(days=300), subject="CN=x")
+            for f in CERT_FILES
+        )
         return NodeFacts(
-            name, n["ip"], vm=VmState(vm.status, "pve1"), ssh=up,
+            name, n["ip"], vm=VmState(vm.status, vm.node, str(lock) if lock else None), ssh=up,
             ssh_error=None if up else "no route to host", snap=snap,
             ready=n["ready"] and up, kubelet_version=n["kubelet"] if up else None,
             unschedulable=n["unschedulable"], cordoned_by=n["cordoned_by"],
             members=members if up and n["installed"] else None, api=n["api"] and up,
-            cni_ready=n["cni"] and up,
+            cni_ready=n["cni"] and up, reboot_required=False, certs=certs if up else (),
+            snapshots=read_vm(self.pve, vm, name),
         )  # fmt: skip
 
     def facts(self) -> ClusterFacts:
+        now = datetime.now(UTC)
         with locked(self.path) as state:
-            nodes = tuple(self._node_facts(state, name) for name in NODES)
-        return ClusterFacts("lab", datetime.now(UTC), nodes, leader="n1", endpoint_node="n1")
+            nodes = tuple(self._node_facts(state, name, now) for name in NODES)
+            disruption = tuple(_disruption(name, v["pods"], state["pdb_blocks"])
+                               for name, v in state["nodes"].items())  # fmt: skip
+        store = self.pve.get("nodes/pve1/storage/local-lvm/status")
+        rooms = tuple(
+            StorageRoom(host, "local-lvm", int(store["avail"]), int(store["total"]))
+            for host in sorted({h for _i, _v, h in NODES.values()})
+        )
+        first = next(iter(NODES))
+        return ClusterFacts(
+            ENV, now, nodes, disruption, leader=first, endpoint_node=first,
+            newest_backup=now - timedelta(minutes=5), storage=rooms,
+        )  # fmt: skip
 
     def cordon(self, node: str, owner: str) -> None:
         with locked(self.path) as state:
@@ -249,11 +305,9 @@ class World:
         with locked(self.path) as state:
             blockers = []
             for pod in list(state["nodes"][node]["pods"]):
-                pdb = state["pdb_blocks"].get(pod)
+                pdb = state["pdb_blocks"].get(pod) or state["late_pdb_blocks"].get(pod)
                 if pdb:
-                    ns, name = pod.split("/")
-                    msg = "Cannot evict pod as it would violate the pod's disruption budget."
-                    blockers.append(Blocker(ns, name, pdb, msg))
+                    blockers.append(_blocker(pod, pdb))
                     continue
                 state["nodes"][node]["pods"].remove(pod)
                 state["evictions"].append(pod)
@@ -272,6 +326,20 @@ class World:
             return None if state["ingress"] else "no answer through the LB IP"
 
 
+def _disruption(node: str, pods: list[str], blocks: dict[str, str]) -> Disruption:
+    evictable = tuple(p for p in pods if p not in blocks)
+    return Disruption(node, evictable, tuple(_blocker(p, blocks[p]) for p in pods if p in blocks))
+
+
+def _blocker(pod: str, pdb: str) -> Blocker:
+    # The text of the API's 429 for an eviction a PDB refuses, as `kubectl drain` logs show it
+    # (tests/edges/test_kube_eviction.py meets the real one from the kube-apiserver).
+    ns, name = pod.split("/")
+    return Blocker(
+        ns, name, pdb, "Cannot evict pod as it would violate the pod's disruption budget."
+    )
+
+
 def connect(url: str, cafile: str) -> proxmox.Pve:
     host, port = url.split("//", 1)[1].split(":")
     api = ProxmoxAPI(
@@ -281,24 +349,78 @@ def connect(url: str, cafile: str) -> proxmox.Pve:
 
 
 def seed_pve(pve: Any) -> None:
-    """The three node VMs in a LabPve, running, on LVM-thin, guest agent on."""
-    for name, (_ip, vmid) in NODES.items():
+    """The node VMs in a LabPve, running, on the shared LVM-thin storage, guest agent on."""
+    pve.storages["local-lvm"].update(type="lvmthin", avail=1024 * GIB, total=2048 * GIB)
+    for name, (_ip, vmid, host) in NODES.items():
         pve.add_vm(
-            vmid, name, node="pve1",
+            vmid, name, node=host,
             config={"scsi0": f"local-lvm:vm-{vmid}-disk-0,size=8G", "memory": 2048, "agent": "1"},
         )  # fmt: skip
         vm = pve.vm(vmid)
         vm.status = vm.qmpstatus = "running"
 
 
-def main(argv: list[str]) -> int:
-    from rich.console import Console
+@dataclass
+class Run:
+    """How one `invoke upgrade` of the world is run (what tasks.py does, on the world)."""
 
-    from mk8s.day2.operation import Options
-    from mk8s.day2.upgrade_flow import Settings, build_actions, old_channels, snapshot_name
-    from mk8s.day2.upgrade_run import plan_for_run, run_upgrade
-    from mk8s.day2.upgrade_standins import plan_steps, preflight
-    from mk8s.day2.wait import FakeClock
+    world: World
+    build: Path
+    clock: Any = None  # a FakeClock, or None for the system clock
+    say: Any = None
+    boundary: Any = None
+    break_lock: bool = False
+    wait_lock_s: float = 0
+    gate_timeout_s: float = 60
+
+    def __call__(self) -> Any:
+        from rich.console import Console
+
+        from mk8s.day2 import preflight, upgrade_run
+        from mk8s.day2.operation import Options
+        from mk8s.day2.upgrade_flow import (
+            Settings,
+            build_actions,
+            old_channels,
+            run_id,
+            snapshot_of,
+        )
+        from mk8s.day2.upgrade_plan import UpgradeInputs, plan_upgrade
+
+        env = load_environment(ENV)
+        facts = self.world.facts()
+        inputs = UpgradeInputs(
+            now=facts.taken_at, api_use=(), resuming=upgrade_run.resuming(self.build)
+        )
+        plan = plan_upgrade(env, facts, inputs)
+        settings = Settings(
+            ENV, TARGET, snapshot_of(plan), old_channels(plan), run_id(plan),
+            gate_timeout_s=self.gate_timeout_s, conformance_timeout_s=20, settle_s=5,
+            interval_s=2,
+        )  # fmt: skip
+        policy = preflight.Policy(rpo_minutes=env.slo.rpo_minutes)
+
+        def gates(f: ClusterFacts) -> Any:
+            return preflight.gates(f, preflight.CLUSTER, policy)
+
+        say = self.say or (lambda line: None)
+
+        def replan() -> str:
+            fresh = UpgradeInputs(now=facts.taken_at, api_use=())
+            return plan_upgrade(env, self.world.facts(), fresh).fingerprint()
+
+        actions = build_actions(
+            plan, self.world, settings, gates, clock=self.clock, say=say, replan=replan
+        )
+        quiet = Console(file=(self.build / "out.txt").open("a"), width=200)
+        return upgrade_run.run_upgrade(
+            plan, actions, self.build,
+            Options(break_lock=self.break_lock, wait_lock_s=self.wait_lock_s),
+            out=quiet, clock=self.clock, boundary=self.boundary,
+        )  # fmt: skip
+
+
+def main(argv: list[str]) -> int:
     from mk8s.errors import UserError
 
     p = argparse.ArgumentParser()
@@ -310,8 +432,6 @@ def main(argv: list[str]) -> int:
     p.add_argument("--break-lock", action="store_true")
     p.add_argument("--wait-lock", type=float, default=0)
     args = p.parse_args(argv)
-    world = World(args.state, connect(*args.pve))
-    target = "1.33/stable"
     seen: list[str] = []
 
     def boundary(label: str) -> None:
@@ -323,29 +443,16 @@ def main(argv: list[str]) -> int:
             while not (args.build / "continue").exists():
                 time.sleep(0.05)
 
-    def fresh() -> Any:
-        facts = world.facts()
-        name = f"mk8s-up-1-33-{int(time.time())}"
-        return plan_steps("lab", facts, target, name)
+    from mk8s.day2.wait import FakeClock
 
-    plan = plan_for_run(args.build, target, fresh)
-    settings = Settings(
-        "lab", target, snapshot_name(plan, target), old_channels(plan), gate_timeout_s=60,
-        conformance_timeout_s=30, settle_s=1, interval_s=1,
-    )  # fmt: skip
-    err = Console(file=sys.stderr, width=200)
-    actions = build_actions(plan, world, settings, preflight, clock=FakeClock(time.time()),
-                            say=lambda line: err.print(line, markup=False))  # fmt: skip
+    world = World(args.state, connect(*args.pve))
+    run = Run(world, args.build, clock=FakeClock(time.time()), boundary=boundary,
+              break_lock=args.break_lock, wait_lock_s=args.wait_lock)  # fmt: skip
     try:
-        outcome = run_upgrade(
-            plan, actions, args.build,
-            Options(break_lock=args.break_lock, wait_lock_s=args.wait_lock),
-            out=err, boundary=boundary,
-        )  # fmt: skip
+        outcome = run()
     except UserError as exc:
         print("\n".join(exc.lines), file=sys.stderr)
         return exc.exit_code
-    assert outcome is not None
     print(json.dumps({"boundaries": seen, "ran": outcome.ran, "adopted": outcome.adopted}))
     return 0
 
