@@ -537,6 +537,50 @@ def _stderr_console() -> Any:
     return Console(stderr=True)
 
 
+@task(
+    help=ENV_HELP
+    | CONFIRM_HELP
+    | {
+        "dry_run": "print the plan (current and target per node, steps) and stop",
+        "json": "print the plan as JSON on stdout (progress goes to stderr)",
+        "outside_window": "start outside the maintenance window (refused for prod)",
+        "break_lock": "take over a stale day-2 lock (check nobody is working first)",
+        "wait_lock": "seconds to wait for another day-2 run's lock before refusing",
+        "recover": "after a node stayed unhealthy: rebuild-node or rollback-cluster",
+    }
+)
+@user_errors
+def upgrade(
+    c: Context,
+    env: str,
+    dry_run: bool = False,
+    json: bool = False,
+    outside_window: bool = False,
+    break_lock: bool = False,
+    wait_lock: float = 0,
+    recover: str = "",
+    yes: bool = False,
+    confirm: str = "",
+) -> None:
+    """Upgrade MicroK8s to the inventory's channel, one node at a time (docs/upgrade.md)."""
+    from mk8s.console import console, err_console
+    from mk8s.day2.operation import Options
+    from mk8s.day2.upgrade_run import invoke_upgrade
+    from mk8s.inventory.load import load_environment
+
+    def confirmed(what: str) -> None:
+        confirm_destructive(load_environment(env), what, yes=yes, confirm_name=confirm)
+
+    options = Options(dry_run=dry_run, json=json, break_lock=break_lock, wait_lock_s=wait_lock)
+    # stdout carries the plan (JSON alone with --json); progress goes to stderr
+    lines = invoke_upgrade(
+        env, options, outside_window=outside_window, out=console, err=err_console,
+        recover_mode=recover, confirm=confirmed,
+    )  # fmt: skip
+    for line in lines:
+        _say(line)
+
+
 def _say_level(line: str, colour: str) -> None:
     from rich.text import Text
 

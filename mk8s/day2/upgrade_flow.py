@@ -17,7 +17,6 @@ printed (`UnhealthyError`, exit 1) and the journal stays for `--recover` (mk8s.d
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -150,15 +149,6 @@ def old_channels(plan: Plan) -> dict[str, str]:
     return {
         c.node: c.current for c in plan.components if c.name == CHANNEL_ROW and c.node is not None
     }
-
-
-def snap_refresh(shell: microk8s.Shell, channel: str, timeout: float) -> microk8s.Output:
-    """snap refresh microk8s --channel=CHANNEL   (works while held: the hold is on automatic
-    refreshes only; shared/reference/microk8s.md "Upgrades")"""
-    res: microk8s.Output = shell.run(
-        f"snap refresh microk8s --channel={shlex.quote(channel)}", timeout=timeout
-    )
-    return res
 
 
 # --- the failure policy, shared by the steps that can leave a node half-done ---------------
@@ -327,12 +317,12 @@ class Refresh:
 
     def run(self) -> None:
         s = self.settings
-        res = snap_refresh(self.edges.shell(self.node), s.target_channel, s.refresh_timeout_s)
-        if res.code != 0:
-            text = (res.stderr or res.stdout).strip().splitlines()
-            why = text[-1] if text else f"exit {res.code}"
+        shell = self.edges.shell(self.node)
+        outcome = microk8s.snap_refresh(shell, s.target_channel, s.refresh_timeout_s)
+        if not outcome.ok:
             raise self.policy.fail(
-                self.node, [f"{self.node}: snap refresh --channel={s.target_channel}: {why}"]
+                self.node,
+                [f"{self.node}: snap refresh --channel={s.target_channel}: {outcome.reason}"],
             )
 
     def done(self) -> bool:

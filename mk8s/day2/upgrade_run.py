@@ -80,3 +80,95 @@ def run_upgrade(
             now = int((clock or SystemClock()).now())
             path.replace(path.with_name(f"RUN.failed-{now}.json"))
         raise
+
+
+# --- `invoke upgrade`: the real edges wired together (tasks.py stays thin) -----------------
+
+
+def _versions(before: Any, after: Any) -> list[Any]:
+    from mk8s.day2.evidence import NodeVersions, Version
+
+    def v(n: Any) -> Any:
+        return None if n.snap is None else Version(
+            channel=n.snap.channel, revision=n.snap.revision, version=n.kubelet_version
+        )  # fmt: skip
+
+    return [
+        NodeVersions(node=b.name, before=v(b), after=v(after.node(b.name)) if after else None)
+        for b in before.nodes
+    ]
+
+
+def invoke_upgrade(
+    env_arg: str,
+    options: Options,
+    *,
+    outside_window: bool,
+    out: Console,
+    err: Console,
+    recover_mode: str = "",
+    confirm: Callable[[str], None] | None = None,
+) -> tuple[str, ...]:
+    """Plan, show, lock, run (or `--recover MODE`); returns closing lines to print."""
+    from datetime import UTC, datetime
+
+    from mk8s.day2 import evidence, preflight, recover
+    from mk8s.day2.upgrade_edges import LiveEdges
+    from mk8s.day2.upgrade_flow import Settings, build_actions, old_channels, run_id, snapshot_of
+    from mk8s.day2.upgrade_plan import UpgradeInputs, plan_upgrade
+    from mk8s.day2.upgrade_refusals import PreviousEvidence
+    from mk8s.edges import proxmox
+    from mk8s.edges.kube import KubeApi, default_kubeconfig
+    from mk8s.inventory.load import load_environment
+    from mk8s.render.build import build_dir
+
+    env = load_environment(env_arg)
+    build = build_dir(env.name)
+    kube = KubeApi(default_kubeconfig(build))
+    edges = LiveEdges(env, build, proxmox.connect(env), kube)
+
+    def say(line: str) -> None:
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    if recover_mode:
+        assert confirm is not None
+        return recover.recover(recover_mode, edges, build, env.name, confirm, say=say,
+                               break_lock=options.break_lock)  # fmt: skip
+    facts = edges.facts()
+    after = env.promotion.after
+    previous = None
+    if after is not None:
+        latest = evidence.last_upgrade(load_environment(after), env.microk8s.channel)
+        previous = PreviousEvidence.from_latest(after, env.microk8s.channel, latest)
+    now = datetime.now(UTC)
+    inputs = UpgradeInputs(now=now, outside_window=outside_window, previous=previous,
+                           resuming=resuming(build))  # fmt: skip
+    plan = plan_upgrade(env, facts, inputs)
+    if not plan.steps:
+        out.print(plan.notes[0] if plan.notes else "nothing to upgrade", markup=False)
+        return ()
+    settings = Settings(env.name, env.microk8s.channel, snapshot_of(plan), old_channels(plan),
+                        run_id(plan))  # fmt: skip
+    policy = preflight.Policy(rpo_minutes=env.slo.rpo_minutes)
+
+    def gates(f: Any) -> Any:
+        return preflight.gates(f, preflight.CLUSTER, policy)
+
+    def replan() -> str:
+        fresh = UpgradeInputs(now=now, outside_window=outside_window, previous=previous)
+        return plan_upgrade(env, edges.facts(), fresh).fingerprint()
+
+    def record(final: Any) -> None:
+        evidence.record_day2(env, run_file(build), outcome="green", inventory=env_arg,
+                             nodes=_versions(facts, final), snapshots=[settings.snapshot])  # fmt: skip
+
+    def failed(step: str | None, message: str) -> None:
+        evidence.record_day2(env, run_file(build), outcome="failed", inventory=env_arg,
+                             nodes=_versions(facts, None), failed_step=step, message=message)  # fmt: skip
+
+    actions = build_actions(plan, edges, settings, gates, say=say, record=record, replan=replan)
+    outcome = run_upgrade(plan, actions, build, options, out=out, err=err, lease_api=kube,
+                          on_failure=failed)  # fmt: skip
+    if outcome is None:
+        return ()
+    return (f"{env.name}: every node on {env.microk8s.channel}; evidence recorded",)
