@@ -193,14 +193,6 @@ class Preflight:
     replan: Callable[[], str] | None = None  # a fresh plan's fingerprint, made under the lock
 
     def run(self) -> None:
-        # The plan was made before the lock was taken; a run that waited for another one would
-        # otherwise work through a plan of a cluster that is no more.
-        if self.replan is not None and (now := self.replan()) != self.fingerprint:
-            raise StalePlanError(
-                "the cluster changed since this plan was made (another run finished while this "
-                f"one waited for the lock?): plan {self.fingerprint[:19]} is now {now[:19]}; "
-                "nothing was changed: re-run to plan afresh"
-            )
         results = self.gates(self.edges.facts())
         for g in results:
             fix = f" (fix: {g.fix})" if not g.ok and g.fix else ""
@@ -211,6 +203,14 @@ class Preflight:
                 f"preflight: {len(failed)} gate(s) failed ({', '.join(g.name for g in failed)}); "
                 "nothing was changed",
                 *(f"FAIL {g.name}: {g.detail} (fix: {g.fix})" for g in failed),
+            )
+        # The plan was made before the lock was taken; a run that waited for another one would
+        # otherwise work through a plan of a cluster that is no more.
+        if self.replan is not None and (now := self.replan()) != self.fingerprint:
+            raise StalePlanError(
+                "the cluster changed since this plan was made (another run finished while this "
+                f"one waited for the lock?): plan {self.fingerprint[:19]} is now {now[:19]}; "
+                "nothing was changed: re-run to plan afresh"
             )
 
     def done(self) -> bool:
