@@ -32,9 +32,11 @@ def test_reboot_over_ssh_survives_the_dropped_session(
     build.mkdir()
     (build / "known_hosts").write_text(cluster.known_hosts())
     power = NodePower(env, build, pve=None)  # type: ignore[arg-type]  # SSH only here
-    # A UUID read over SSH (the nodes share this machine: the model keeps no boot id of its
-    # own, so that it changes across a reboot is not measured here).
-    assert re.fullmatch(r"[0-9a-f-]{36}", power.boot_id(NAMES[0]))
+    # The model keeps a boot id per node (the nodes share this machine's kernel); mk8s reads
+    # it with the command it sends a real node, and a reboot must change it.
+    before = power.boot_id(NAMES[0])
+    assert re.fullmatch(r"[0-9a-f-]{36}", before)
+    assert before != power.boot_id(NAMES[1])
     rig.reboot_required(NAMES[0], packages=["linux-image-generic"])
     session = power._session(NAMES[0])
     assert reboot_required(session) is True
@@ -43,3 +45,4 @@ def test_reboot_over_ssh_survives_the_dropped_session(
     assert ("lab-k8s-2", "reboot") not in rig.event_names()
     assert reboot_required(power._session(NAMES[0])) is False  # /run is a tmpfs
     assert ["reboot"] in rig.commands_since(0)
+    assert power.boot_id(NAMES[0]) != before  # what the drain's reboot step waits for

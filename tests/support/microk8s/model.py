@@ -241,6 +241,14 @@ def journal_path(where: Path | None = None) -> Path:
     return (where or root()) / "journal.jsonl"
 
 
+def new_boot_id(where: Path, name: str) -> None:
+    """The kernel draws /proc/sys/kernel/random/boot_id once per boot: a random UUID made on
+    first read into storage that starts zeroed (linux drivers/char/random.c proc_do_uuid, read
+    in a 3.x copy)."""
+    (where / name).mkdir(parents=True, exist_ok=True)
+    (where / name / "boot_id").write_text(str(uuid.uuid4()) + "\n")
+
+
 def reboot(state: State, name: str, where: Path | None = None) -> None:
     """`reboot`: /run is a tmpfs, so /var/run/reboot-required is gone after boot; MicroK8s'
     services come back with the snap unless `microk8s stop` disabled them (stopped.lock stays),
@@ -252,4 +260,5 @@ def reboot(state: State, name: str, where: Path | None = None) -> None:
     node["restart_until"] = time.time() + float(state.get("boot_s") or 0)
     node["running"] = node["installed"] and not node.get("kubelite_broken")
     node["boots"] = int(node.get("boots") or 0) + 1
+    new_boot_id(where or root(), name)
     event(name, "reboot")

@@ -77,6 +77,7 @@ class Rig:
                 if launch_configs is not None:
                     (d / "microk8s.yaml").write_text(launch_configs[name])
                 (d / "machine-id").write_text(uuid.uuid4().hex + "\n")
+                model.new_boot_id(self.root, name)
                 (d / "certs" / "csr.conf.template").write_text(
                     "[ alt_names ]\nDNS.1 = kubernetes\nIP.1 = 127.0.0.1\n"
                     "IP.2 = 10.152.183.1\n#MOREIPS\n"
