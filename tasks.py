@@ -153,7 +153,8 @@ def snapshot(c: Context, env: str, name: str, node: str = "") -> None:
         **ENV_HELP,
         **CONFIRM_HELP,
         "name": "snapshot name",
-        "node": "comma-separated node names (default all)",
+        "node": "comma-separated node names; anything short of every node is refused (a "
+        "subset would rewind part of the datastore)",
     },
     auto_shortflags=False,
 )

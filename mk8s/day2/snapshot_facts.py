@@ -18,7 +18,9 @@ def _disks(pve: Pve, config: dict[str, Any]) -> tuple[Disk, ...]:
         value = str(config[key])
         if not DRIVE.match(key) or "media=cdrom" in value or ":" not in value:
             continue
-        volume = value.split(",", 1)[0]
+        # PVE prints `local-lvm:vm-101-disk-0,size=32G`; a drive string as written to the API
+        # may still carry the `file=` key (fakepve keeps what the bpg provider sent).
+        volume = value.split(",", 1)[0].removeprefix("file=")
         storage, name = volume.split(":", 1)
         if storage not in stores:
             stores[storage] = dict(pve.get(f"storage/{storage}"))

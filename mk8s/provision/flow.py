@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mk8s.day2.snapshot_facts import read_vm
+from mk8s.day2.snapshots import can_rollback
 from mk8s.edges.proxmox import (
     ClusterFacts,
     Pve,
@@ -321,11 +323,20 @@ def snapshot(
 def rollback(
     env: Environment, name: str, names: Sequence[str] = (), root: Path = Path(), say: Say = _quiet
 ) -> list[str]:
+    """Roll every VM of the environment back to `name`, or none. A subset is refused: each
+    voter's disk holds its copy of the datastore, and rewinding some of them breaks raft
+    (shared/reference/microk8s-behaviour.md, "Snap refresh and revert"); one broken node is
+    rebuilt instead (`invoke upgrade --recover rebuild-node`, docs/upgrade.md)."""
     pve = connect(env, root)
     vms = env_vms(env, pve, names)
     missing = [n.name for n, vm in vms if name not in vm.snapshots]
     if missing:
         raise UserError(f"snapshot {name!r} missing on {', '.join(missing)}; nothing rolled back")
+    decision = can_rollback(
+        [read_vm(pve, vm, node.name) for node, vm in vms], name, [n.name for n in env.nodes]
+    )
+    if not decision.ok:
+        raise UserError(*decision.reasons, "nothing rolled back (docs/provision.md#rollback)")
     for node, vm in vms:
         say(f"rollback: {node.name} (vmid {vm.vmid}) -> {name}")
         pve_rollback(pve, vm, name)

@@ -25,7 +25,11 @@ def test_snapshot_then_rollback_restores_the_config_and_leaves_vms_running(lab: 
 
     lab.pve.vm(6102).config["description"] = "changed after the snapshot"
     lab.pve.vm(6102).config["cores"] = 2
-    assert rollback(env, "pre-upgrade", ["lab-k8s-2"], root=lab.root) == ["lab-k8s-2"]
+    # One node alone would rewind only its copy of the datastore: refused, nothing sent.
+    with pytest.raises(UserError, match="without lab-k8s-1, lab-k8s-3 would rewind only part"):
+        rollback(env, "pre-upgrade", ["lab-k8s-2"], root=lab.root)
+    assert lab.pve.vm(6102).config["cores"] == 2
+    assert rollback(env, "pre-upgrade", root=lab.root) == ["lab-k8s-1", "lab-k8s-2", "lab-k8s-3"]
 
     vm = lab.pve.vm(6102)
     assert vm.config["cores"] == 4 and vm.status == "running"
