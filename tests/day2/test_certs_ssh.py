@@ -11,7 +11,9 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -34,9 +36,10 @@ NAMES = ("lab-k8s-1", "lab-k8s-2", "lab-k8s-3")
 SERVICE_IP = "10.152.183.1"
 
 
-def inventory(cluster: SshdCluster) -> dict[str, object]:
+def inventory(cluster: SshdCluster, names: Sequence[str] = NAMES) -> dict[str, Any]:
+    """dev.yaml moved onto the sshd nodes' loopback subnet (the rig tests share it)."""
     data = yaml.safe_load((ROOT / "inventory" / "dev.yaml").read_text())
-    prefix = cluster.nodes[NAMES[0]].host.rsplit(".", 1)[0]
+    prefix = cluster.nodes[names[0]].host.rsplit(".", 1)[0]
     data["name"] = "lab"
     data["tier"] = "dev"
     data["network"].update(
@@ -47,10 +50,10 @@ def inventory(cluster: SshdCluster) -> dict[str, object]:
     )
     data["nodes"] = [
         {"name": n, "vmid": 1101 + i, "ip": cluster.nodes[n].host, "pve_node": f"pve{i + 1}"}
-        for i, n in enumerate(NAMES)
+        for i, n in enumerate(names)
     ]
     data["ssh"].update(
-        user="root", port=cluster.nodes[NAMES[0]].port, private_key_file=str(cluster.client_key)
+        user="root", port=cluster.nodes[names[0]].port, private_key_file=str(cluster.client_key)
     )
     return data
 

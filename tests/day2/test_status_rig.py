@@ -33,6 +33,7 @@ from mk8s.edges.proxmox import Pve
 from mk8s.edges.ssh import Journal, Login, NodeSession, Result, Target
 from mk8s.inventory.load import parse_inventory
 from mk8s.inventory.model import Environment, NodeSpec
+from tests.day2.test_certs_ssh import inventory as certs_lab_inventory
 from tests.support.envtest import KubeApiServer, kube_apiserver
 from tests.support.fakepve import ServedPve, serve_lab
 from tests.support.microk8s.kubelets import Kubelets
@@ -75,24 +76,7 @@ def closed_port(host: str) -> int:
 
 
 def inventory(cluster: SshdCluster) -> dict[str, Any]:
-    data = yaml.safe_load((ROOT / "inventory" / "dev.yaml").read_text())
-    prefix = cluster.nodes[NAMES[0]].host.rsplit(".", 1)[0]
-    data["name"] = "lab"
-    data["tier"] = "dev"
-    data["network"].update(
-        subnet=f"{prefix}.0/24",
-        gateway=f"{prefix}.1",
-        dns_servers=[f"{prefix}.1"],
-        metallb_range=f"{prefix}.50-{prefix}.69",
-    )
-    data["nodes"] = [
-        {"name": n, "vmid": 1101 + i, "ip": cluster.nodes[n].host, "pve_node": f"pve{i + 1}"}
-        for i, n in enumerate(NAMES)
-    ]
-    data["ssh"].update(
-        user="root", port=cluster.nodes[NAMES[0]].port, private_key_file=str(cluster.client_key)
-    )
-    return data
+    return certs_lab_inventory(cluster, NAMES)
 
 
 # --- fakepve ----------------------------------------------------------------------------
