@@ -478,13 +478,14 @@ def drain(
     environment = load_environment(env)
     mode = day2_drain.Mode.STOP if stop else day2_drain.Mode.REBOOT
     build = build_dir(environment.name)
-    if not dry_run:
-        what = f"drain {node} and {'shut its VM down' if stop else 'reboot it'}"
-        confirm_destructive(environment, what, yes=yes, confirm_name=confirm)
+    what = f"drain {node} and {'shut its VM down' if stop else 'reboot it'}"
     options = Options(dry_run=dry_run, json=json, break_lock=break_lock)
     err = _stderr_console() if json else None
     rig = maintenance.real_rig(environment, build)
-    if maintenance.run_drain(environment, node, mode, rig, build, options, out=console, err=err):
+    asked = _confirm_after_plan(environment, what, yes, confirm)
+    if maintenance.run_drain(
+        environment, node, mode, rig, build, options, out=console, err=err, confirm=asked
+    ):
         _say(f"{environment.name}: {node} drained, {mode}ed, back and uncordoned")
 
 
@@ -518,18 +519,30 @@ def maintenance(
 
     environment = load_environment(env)
     build = build_dir(environment.name)
-    if not dry_run:
-        what = f"drain and stop every node on {pve_node}" if pve_node else "reboot nodes"
-        confirm_destructive(environment, what, yes=yes, confirm_name=confirm)
+    what = (
+        f"drain and stop every node on {pve_node}" if pve_node else "reboot the nodes in the plan"
+    )
     options = Options(dry_run=dry_run, json=json, break_lock=break_lock)
     err = _stderr_console() if json else None
     rig = day2_maintenance.real_rig(environment, build)
     done = day2_maintenance.run_maintenance(
         environment, rig, build, options, pve_node=pve_node or None,
         outside_window=outside_window, out=console, err=err,
+        confirm=_confirm_after_plan(environment, what, yes, confirm),
     )  # fmt: skip
     if done:
         _say(f"{environment.name}: maintenance done")
+
+
+def _confirm_after_plan(environment: Any, what: str, yes: bool, name: str) -> Any:
+    """The confirmation `operate` asks once the plan is printed (prompt on stderr: stdout may
+    be the plan's JSON)."""
+    from mk8s.cli.confirm import ask_on_stderr
+
+    def asked() -> None:
+        confirm_destructive(environment, what, yes=yes, confirm_name=name, ask=ask_on_stderr)
+
+    return asked
 
 
 def _stderr_console() -> Any:

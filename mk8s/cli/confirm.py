@@ -26,6 +26,14 @@ def _ask(prompt: str) -> str:
     return input(prompt)
 
 
+def ask_on_stderr(prompt: str) -> str:
+    """The prompt on stderr, the answer from stdin: with `--json` stdout holds only the plan,
+    so `invoke drain ... --json | jq` still shows the question on the terminal."""
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    return input()
+
+
 def confirm(
     env_name: str,
     tier: str,
@@ -64,6 +72,11 @@ def confirm(
 
 
 def confirm_destructive(
-    env: Environment, action: str, *, yes: bool = False, confirm_name: str = ""
+    env: Environment,
+    action: str,
+    *,
+    yes: bool = False,
+    confirm_name: str = "",
+    ask: Callable[[str], str] | None = None,
 ) -> None:
-    confirm(env.name, env.effective_tier, action, yes=yes, confirm_name=confirm_name)
+    confirm(env.name, env.effective_tier, action, yes=yes, confirm_name=confirm_name, ask=ask)

@@ -66,6 +66,7 @@ def _run(
     options: Options,
     out: Console,
     err: Console | None,
+    confirm: Callable[[], None] | None,
 ) -> Outcome | None:
     progress = err or out
 
@@ -76,7 +77,7 @@ def _run(
                              clock=rig.clock, say=say)  # fmt: skip
     acts = drain_flow.actions(ctx, nodes, modes, build)
     return operate(plan, acts, build, options, out=out, err=err, lease_api=rig.lease_api,
-                   clock=rig.clock, boundary=rig.boundary)  # fmt: skip
+                   clock=rig.clock, boundary=rig.boundary, confirm=confirm)  # fmt: skip
 
 
 def run_drain(
@@ -89,9 +90,11 @@ def run_drain(
     *,
     out: Console,
     err: Console | None = None,
+    confirm: Callable[[], None] | None = None,
 ) -> Outcome | None:
+    """`confirm` is asked after the plan is printed, before anything is locked or changed."""
     plan = drain.plan_drain(env.name, node, _ip(env, node), mode)
-    return _run(env, plan, [node], {node: mode}, rig, build, options, out, err)
+    return _run(env, plan, [node], {node: mode}, rig, build, options, out, err, confirm)
 
 
 def fits(plan: Plan, state: WindowState, now: datetime) -> str | None:
@@ -143,13 +146,14 @@ def run_maintenance(
     outside_window: bool = False,
     out: Console,
     err: Console | None = None,
+    confirm: Callable[[], None] | None = None,
 ) -> Outcome | None:
     chosen = maintenance_plan(env, rig, pve_node, outside_window=outside_window)
     if chosen is None:
         (err or out).print(f"{env.name}: no node needs a reboot (/var/run/reboot-required)")
         return None
     plan, nodes, modes = chosen
-    return _run(env, plan, nodes, modes, rig, build, options, out, err)
+    return _run(env, plan, nodes, modes, rig, build, options, out, err, confirm)
 
 
 class NodePower:

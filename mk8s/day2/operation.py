@@ -1,10 +1,13 @@
-"""The shape every mutating day-2 task shares: show the plan, stop for --dry-run, lock, run.
+"""The shape every mutating day-2 task shares: show the plan, stop for --dry-run, confirm,
+lock, run.
 
     outcome = operate(plan, actions, build_dir(env.name), Options(dry_run=..., json=...),
                       out=console, lease_api=kube_api)
 
 `--json` prints the plan as JSON on stdout and nothing else there (progress goes to `err`),
-so `invoke upgrade --env stage --dry-run --json | jq` works.
+so `invoke upgrade --env stage --dry-run --json | jq` works. `confirm` (the operator's "yes",
+mk8s.cli.confirm) is asked after the plan is shown, so the operator confirms what they read,
+and before the lock: a refusal leaves nothing locked, journalled or run.
 """
 
 from __future__ import annotations
@@ -51,11 +54,14 @@ def operate(
     lease_api: LeaseApi | None = None,
     clock: Clock | None = None,
     boundary: Callable[[str], None] | None = None,
+    confirm: Callable[[], None] | None = None,
 ) -> Outcome | None:
-    """None for a dry run (nothing locked, journalled or run)."""
+    """None for a dry run (nothing locked, journalled or run). `confirm` raises to refuse."""
     show_plan(plan, out, options.json)
     if options.dry_run:
         return None
+    if confirm is not None:
+        confirm()
     progress = err or out
 
     def say(line: str) -> None:
