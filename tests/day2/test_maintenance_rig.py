@@ -43,7 +43,8 @@ from mk8s.day2.wait import FakeClock
 from mk8s.errors import OperationFailedError
 from mk8s.inventory.load import parse_inventory
 from mk8s.inventory.model import Environment
-from tests.day2.test_status_rig import ROOT, proxmox
+from tests.day2.test_certs_ssh import inventory as lab_inventory
+from tests.day2.test_status_rig import proxmox
 from tests.support import workloads
 from tests.support.envtest import KubeApiServer, kube_apiserver
 from tests.support.fakepve import ServedPve
@@ -137,23 +138,9 @@ def _relay_loop(a: ssl.SSLSocket, b: ssl.SSLSocket) -> None:
 # --- the world -------------------------------------------------------------------------------
 
 
-def inventory(cluster: SshdCluster, names: list[str], served: ServedPve, bundle: str) -> Any:
-    data = yaml.safe_load((ROOT / "inventory" / "dev.yaml").read_text())
-    prefix = cluster.nodes[names[0]].host.rsplit(".", 1)[0]
-    data.update(name="lab", tier="dev")
-    data["network"].update(
-        subnet=f"{prefix}.0/24",
-        gateway=f"{prefix}.1",
-        dns_servers=[f"{prefix}.1"],
-        metallb_range=f"{prefix}.50-{prefix}.69",
-    )
-    data["nodes"] = [
-        {"name": n, "vmid": 1101 + i, "ip": cluster.nodes[n].host, "pve_node": f"pve{i + 1}"}
-        for i, n in enumerate(names)
-    ]
-    data["ssh"].update(
-        user="root", port=cluster.nodes[names[0]].port, private_key_file=str(cluster.client_key)
-    )
+def inventory(cluster: SshdCluster, names: list[str], served: ServedPve) -> Any:
+    """The rig tests' lab inventory, with fakepve as its Proxmox (reached with an API token)."""
+    data = lab_inventory(cluster, names)
     cafile = served.cafile  # type: ignore[attr-defined]  # serve_lab sets it
     data["proxmox"].update(endpoint=served.pve.url, ca_bundle=str(cafile), verify_tls=True)
     return data
@@ -248,9 +235,7 @@ def world(
         monkeypatch.setenv("PVE_TOKEN_ID", TOKEN[0])
         monkeypatch.setenv("PVE_TOKEN_SECRET", TOKEN[1])
         monkeypatch.delenv("KUBECONFIG", raising=False)
-        env = parse_inventory(
-            yaml.safe_dump(inventory(cluster, names, served, str(api.bundle))), "lab"
-        )
+        env = parse_inventory(yaml.safe_dump(inventory(cluster, names, served)), "lab")
         build = tmp_path / "build" / "lab"
         build.mkdir(parents=True)
         (build / "known_hosts").write_text(cluster.known_hosts())
