@@ -33,7 +33,9 @@ def _plan() -> Any:
 
 
 def test_confirm_comes_after_the_plan_and_a_refusal_leaves_nothing(tmp_path: Path) -> None:
-    buffer, ran, order = io.StringIO(), [], []
+    buffer = io.StringIO()
+    ran: list[str] = []
+    order: list[str] = []
     plan = _plan()
 
     def refuse() -> None:

@@ -351,3 +351,69 @@ def test_drain_refused_by_preflight_when_the_pdb_allows_none_changes_nothing(
     assert f"pdbs ({n1}): {n1}: PDB web blocks {w.ns}/web-{n1}" in text, text
     assert not w.cordons and w.cordon(n1) == (False, None)
     assert not any(e["event"] == "reboot" for e in w.rig.events())
+
+
+class Machines:
+    """fakepve's VM power as the machine's: a VM stopped through the API takes its node down
+    (the model's node unpowered, its sshd gone, so SSH is refused as on a stopped VM); started
+    again, the node boots (the model's `reboot`: a new boot id, kubelite back after boot_s)."""
+
+    def __init__(self, w: World) -> None:
+        self.w = w
+        self.seen_down: set[str] = set()
+
+    def sync(self) -> None:
+        w = self.w
+        for i, name in enumerate(w.names):
+            running = w.served.pve.vm(1101 + i).status == "running"
+            powered = w.rig.node(name)["powered"]
+            if not running and powered:
+                w.rig.power_off(name)
+                w.cluster._stop_node(w.cluster.nodes[name])
+                self.seen_down.add(name)
+            elif running and not powered:
+                w.cluster.restart(name)
+                with model.locked(w.rig.root) as state:
+                    state["nodes"][name]["powered"] = True
+                    model.reboot(state, name, w.rig.root)
+
+
+def test_drain_stop_shuts_the_vm_down_through_proxmox_and_waits_for_its_start(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mk8s.edges import proxmox as pve_edge
+
+    w = world
+    n3 = w.names[2]
+    monkeypatch.setenv("MK8S_MODEL_STATE", str(w.rig.root))  # model.event() in this process
+    machines = Machines(w)
+    rig = w.real_rig()
+    pve = rig.power.pve  # type: ignore[attr-defined]  # NodePower's Proxmox connection
+
+    def operator(label: str) -> None:
+        if label == "5:started":  # n3:back: do the host work, then start the VM via the API
+
+            def start() -> None:
+                time.sleep(1.0)
+                vm = pve_edge.read_vm_facts(pve, w.env)[n3]
+                assert vm is not None
+                pve_edge.power(pve, vm, "start")
+
+            threading.Thread(target=start, daemon=True).start()
+
+    rig = replace(rig, clock=JumpClock(time.time()), boundary=operator)
+    out = Console(record=True, width=200, file=io.StringIO())
+    with running(0.1, machines.sync):
+        outcome = maintenance.run_drain(w.env, n3, drain.Mode.STOP, rig, w.build, Options(),
+                                        out=out)  # fmt: skip
+    assert outcome is not None, out.export_text()
+    posts = [p for m, p, _ in w.served.pve.requests if m == "POST"]
+    assert [p.rsplit("/", 1)[1] for p in posts if "/qemu/1103/status/" in p] == [
+        "shutdown",
+        "start",
+    ], posts
+    assert not [p for p in posts if "/qemu/1101/" in p or "/qemu/1102/" in p]
+    assert machines.seen_down == {n3}  # it really was down, and only it
+    assert [e["node"] for e in w.rig.events() if e["event"] == "reboot"] == [n3]  # the boot
+    assert {c[1] for c in w.cordons} == {n3} and w.cordon(n3) == (False, None)
+    assert all(w.ready(n) for n in w.names) and len(voters(w)) == 3
