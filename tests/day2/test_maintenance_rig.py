@@ -5,7 +5,7 @@ sample app's pods and its PDB, whose status the test sets (no disruption control
 
 Two stand-ins besides the model, each a claim about the real system:
 - the API "on this node" (https://NODE_IP:16443, what cluster_facts probes): each MicroK8s
-  node serves the API from kubelite (canonical/microk8s@1.33 microk8s-resources/default-args/
+  node serves the API on 16443 (canonical/microk8s@0071dd1d microk8s-resources/default-args/
   kube-apiserver `--secure-port=16443`), so `ApiOnNodes` answers on the node's address only
   while the model's kubelite runs there, and relays to the one real kube-apiserver;
 - the controllers: a terminating pod is finished by its kubelet (tests/support/workloads.py
@@ -68,7 +68,8 @@ TOKEN = ("root@pam!mk8s", "rig-secret")
 class ApiOnNodes:
     """https://NODE_IP:16443 for every node: refused unless the model's kubelite runs there,
     else relayed byte for byte (a TLS session of its own each side) to the real API server.
-    The serving certificate names the node IP (MicroK8s puts every node IP in server.crt)."""
+    Its serving certificate names the node IP, as cluster_kube.api_answers expects of
+    server.crt (mk8s puts every node IP in the SANs: mk8s.render.launchconfig)."""
 
     def __init__(self, rig: Rig, ips: dict[str, str], upstream: KubeApiServer, tmp: Path) -> None:
         self.rig, self.ips, self.upstream = rig, ips, upstream
