@@ -110,13 +110,8 @@ def invoke_upgrade(
     confirm: Callable[[str], None] | None = None,
 ) -> tuple[str, ...]:
     """Plan, show, lock, run (or `--recover MODE`); returns closing lines to print."""
-    from datetime import UTC, datetime
-
-    from mk8s.day2 import evidence, preflight, recover
+    from mk8s.day2 import recover
     from mk8s.day2.upgrade_edges import LiveEdges
-    from mk8s.day2.upgrade_flow import Settings, build_actions, old_channels, run_id, snapshot_of
-    from mk8s.day2.upgrade_plan import UpgradeInputs, plan_upgrade
-    from mk8s.day2.upgrade_refusals import PreviousEvidence
     from mk8s.edges import proxmox
     from mk8s.edges.kube import KubeApi, default_kubeconfig
     from mk8s.inventory.load import load_environment
@@ -126,14 +121,47 @@ def invoke_upgrade(
     build = build_dir(env.name)
     kube = KubeApi(default_kubeconfig(build))
     edges = LiveEdges(env, build, proxmox.connect(env), kube)
+    if recover_mode:
+        assert confirm is not None
+        return recover.recover(recover_mode, edges, build, env.name, confirm,
+                               say=_say_to(err), break_lock=options.break_lock)  # fmt: skip
+    return upgrade(env, env_arg, edges, options, outside_window=outside_window, out=out,
+                   err=err)  # fmt: skip
 
+
+def _say_to(err: Console) -> Callable[[str], None]:
     def say(line: str) -> None:
         err.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    if recover_mode:
-        assert confirm is not None
-        return recover.recover(recover_mode, edges, build, env.name, confirm, say=say,
-                               break_lock=options.break_lock)  # fmt: skip
+    return say
+
+
+def upgrade(
+    env: Any,
+    env_arg: str,
+    edges: Any,
+    options: Options,
+    *,
+    outside_window: bool,
+    out: Console,
+    err: Console,
+    tune: Mapping[str, Any] | None = None,
+    root: Path = Path(),
+) -> tuple[str, ...]:
+    """`invoke upgrade` on given edges (`LiveEdges`): plan, show, lock, run, record evidence.
+
+    `tune` replaces `Settings` fields (waits, settle) and `root` is where evidence goes; the
+    task passes neither, the rig test (tests/day2/test_upgrade_rig.py) both."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from mk8s.day2 import evidence, preflight
+    from mk8s.day2.upgrade_flow import Settings, build_actions, old_channels, run_id, snapshot_of
+    from mk8s.day2.upgrade_plan import UpgradeInputs, plan_upgrade
+    from mk8s.day2.upgrade_refusals import PreviousEvidence
+    from mk8s.inventory.load import load_environment
+
+    build, kube, say = edges.build, edges.kube, _say_to(err)
     facts = edges.facts()
     after = env.promotion.after
     previous = None
@@ -149,6 +177,7 @@ def invoke_upgrade(
         return ()
     settings = Settings(env.name, env.microk8s.channel, snapshot_of(plan), old_channels(plan),
                         run_id(plan))  # fmt: skip
+    settings = dataclasses.replace(settings, **(tune or {}))
     policy = preflight.Policy(rpo_minutes=env.slo.rpo_minutes)
 
     def gates(f: Any) -> Any:
@@ -160,11 +189,13 @@ def invoke_upgrade(
 
     def record(final: Any) -> None:
         evidence.record_day2(env, run_file(build), outcome="green", inventory=env_arg,
-                             nodes=_versions(facts, final), snapshots=[settings.snapshot])  # fmt: skip
+                             nodes=_versions(facts, final), snapshots=[settings.snapshot],
+                             root=root)  # fmt: skip
 
     def failed(step: str | None, message: str) -> None:
         evidence.record_day2(env, run_file(build), outcome="failed", inventory=env_arg,
-                             nodes=_versions(facts, None), failed_step=step, message=message)  # fmt: skip
+                             nodes=_versions(facts, None), failed_step=step, message=message,
+                             root=root)  # fmt: skip
 
     actions = build_actions(plan, edges, settings, gates, say=say, record=record, replan=replan)
     outcome = run_upgrade(plan, actions, build, options, out=out, err=err, lease_api=kube,
