@@ -12,6 +12,7 @@ Checks of the short conformance subset, each named for what it really checks:
 
 from __future__ import annotations
 
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from mk8s.day2.certs_flow import KNOWN_HOSTS
 from mk8s.day2.facts import CORDON_ANNOTATION, Blocker, ClusterFacts
 from mk8s.day2.snapshot_facts import read_vm
 from mk8s.day2.snapshots import VmSnapFacts
+from mk8s.day2.upgrade_refusals import ApiUse
 from mk8s.day2.wait import Clock, SystemClock, wait_for
 from mk8s.edges import proxmox
 from mk8s.edges.kube import KubeApi, Ref
@@ -33,6 +35,8 @@ from mk8s.errors import OperationFailedError
 from mk8s.inventory.model import Environment
 
 EVICT_TIMEOUT_S = 600
+DEPRECATED_METRIC = "apiserver_requested_deprecated_apis"
+LABEL = re.compile(r'(\w+)="([^"]*)"')
 INGRESS_NAMESPACES = ("ingress", "traefik")  # MicroK8s' nginx and (1.35+) traefik add-ons
 
 
@@ -49,6 +53,26 @@ class LiveEdges:
 
     def facts(self) -> ClusterFacts:
         return cluster_facts.read(self.env, self.build, datetime.now(UTC), self.src)
+
+    def api_use(self) -> tuple[ApiUse, ...] | None:
+        """Deprecated API versions clients requested since the API server started, from its
+        STABLE gauge `apiserver_requested_deprecated_apis` on /metrics (labels group, version,
+        resource, removed_release: kubernetes/kubernetes test/instrumentation/testdata/
+        documentation.md); None when /metrics cannot be read (the plan then refuses)."""
+        try:
+            text = self.kube.raw("/metrics")
+        except Exception:  # refused, no RBAC for /metrics, unreachable: unknown, not "none"
+            return None
+        found = []
+        for line in text.splitlines():
+            if not line.startswith(DEPRECATED_METRIC + "{"):
+                continue
+            labels = dict(LABEL.findall(line.split("{", 1)[1].rsplit("}", 1)[0]))
+            group, version = labels.get("group", ""), labels.get("version", "")
+            removed = labels.get("removed_release") or "no release yet"
+            found.append(ApiUse(f"{group}/{version}" if group else version,
+                                labels.get("resource", ""), f"requested; removed in {removed}"))  # fmt: skip
+        return tuple(found)
 
     def shell(self, node: str) -> NodeSession:
         target = (self.src.targets or targets_for(self.env))[node]

@@ -169,8 +169,9 @@ def upgrade(
         latest = evidence.last_upgrade(load_environment(after), env.microk8s.channel)
         previous = PreviousEvidence.from_latest(after, env.microk8s.channel, latest)
     now = datetime.now(UTC)
+    api_use = edges.api_use()
     inputs = UpgradeInputs(now=now, outside_window=outside_window, previous=previous,
-                           resuming=resuming(build))  # fmt: skip
+                           api_use=api_use, resuming=resuming(build))  # fmt: skip
     plan = plan_upgrade(env, facts, inputs)
     if not plan.steps:
         out.print(plan.notes[0] if plan.notes else "nothing to upgrade", markup=False)
@@ -184,7 +185,8 @@ def upgrade(
         return preflight.gates(f, preflight.CLUSTER, policy)
 
     def replan() -> str:
-        fresh = UpgradeInputs(now=now, outside_window=outside_window, previous=previous)
+        fresh = UpgradeInputs(now=now, outside_window=outside_window, previous=previous,
+                              api_use=edges.api_use())  # fmt: skip
         return plan_upgrade(env, edges.facts(), fresh).fingerprint()
 
     def record(final: Any) -> None:

@@ -122,6 +122,17 @@ class KubeApi:
         with self.talking():
             return self._dyn.resources.get(api_version=api_version, kind=kind)
 
+    def raw(self, path: str) -> str:
+        """GET a non-resource path (e.g. /metrics) as text, with the kubeconfig's credentials."""
+        api = self._dyn.client
+        with self.talking():
+            request = api.param_serialize("GET", path, auth_settings=["BearerToken"])
+            answer = api.call_api(*request)
+            answer.read()
+        if not 200 <= answer.status < 300:
+            raise OperationFailedError(f"GET {path} on {self.server}: HTTP {answer.status}")
+        return bytes(answer.data).decode()
+
     def served(self, api_version: str, kind: str) -> bool:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
