@@ -382,13 +382,32 @@ def health_refusals(facts: ClusterFacts, resuming: bool) -> list[Refusal]:
 
 
 def roles_of(facts: ClusterFacts) -> tuple[dict[str, str], list[Refusal]]:
-    """node -> datastore role as the leader lists the members."""
+    """node -> datastore role as the leader lists the members.
+
+    No reader fills `ClusterFacts.leader` yet (`microk8s status` does not name the dqlite
+    leader), so a real cluster always comes without one (tests/day2/test_upgrade_rig.py found
+    every `invoke upgrade` refused). Then the roles are the member list every node agrees on,
+    word for word; nodes that disagree (or one that cannot list them) still refuse."""
     leader = facts.leader
     names = [n.name for n in facts.nodes]
-    if leader is None or leader not in names:
-        what = "unknown" if leader is None else f"{leader}, not a node of this environment"
+    if leader is None:
+        agreed = {frozenset(n.members) if n.members else None for n in facts.nodes}
+        if len(agreed) != 1 or None in agreed:
+            return {}, [
+                Refusal(
+                    "leader-unknown",
+                    "the datastore leader is unknown and the nodes do not all list the same "
+                    "members; check invoke status",
+                )
+            ]
+        leader = facts.nodes[0].name  # any: they all list the same members
+    elif leader not in names:
         return {}, [
-            Refusal("leader-unknown", f"the datastore leader is {what}; check invoke status")
+            Refusal(
+                "leader-unknown",
+                f"the datastore leader is {leader}, not a node of this environment; "
+                "check invoke status",
+            )
         ]
     members = facts.node(leader).members
     if members is None:

@@ -183,6 +183,14 @@ def test_order_spares_standbys_voters_endpoint_then_leader() -> None:
     ]
 
 
+def test_no_leader_known_but_members_agreed_plans_with_the_endpoint_last() -> None:
+    """No reader names the dqlite leader (microk8s status does not): the member list every
+    node agrees on gives the roles; the refusal beside it is "leader unknown, members disagree"."""
+    s = _leader_elsewhere()
+    plan = plan_upgrade(s.env, replace(s.facts, leader=None), s.inputs)
+    assert node_sequence(plan) == ["stage-k8s-2", "stage-k8s-3", "stage-k8s-1"]
+
+
 def test_nodes_already_on_the_target_are_skipped_with_a_note() -> None:
     plan = plan_upgrade(*vars(_half_done()).values())
     assert "stage-k8s-2" not in node_sequence(plan)
@@ -297,7 +305,18 @@ FLIPS: dict[str, tuple[Flip, str, str]] = {
         "unhealthy",
         "cordoned by someone else",
     ),
-    "leader unknown": (_facts(leader=None), "leader-unknown", "leader is unknown"),
+    "leader unknown, members disagree": (
+        lambda s: _node(
+            "stage-k8s-1",
+            members=(
+                Member("192.168.20.11:19001", "voter"),
+                Member("192.168.20.12:19001", "voter"),
+                Member("192.168.20.13:19001", "spare"),
+            ),
+        )(_facts(leader=None)(s)),
+        "leader-unknown",
+        "leader is unknown and the nodes do not all list the same members",
+    ),
     "a node missing from the datastore": (
         _node(
             "stage-k8s-1",

@@ -115,7 +115,8 @@ def test_one_node_at_a_time_and_never_while_one_is_unhealthy(s: State) -> None:
         return
     assert not unhealthy
     assert set(s.channels) <= {"1.33/stable", TARGET}
-    assert facts.leader is not None
+    if facts.leader is None:  # planned only on member lists every node agrees on
+        assert len({frozenset(n.members or ()) for n in facts.nodes}) == 1
     intervals = sorted(disrupted_intervals(plan).values())
     for (_, end), (start, _) in itertools.pairwise(intervals):
         assert end < start  # a node's cordon..uncordon never overlaps another's
