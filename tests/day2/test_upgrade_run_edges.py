@@ -133,3 +133,22 @@ def test_dns_needs_an_available_coredns_and_endpoints(
     finally:
         apps.delete_namespaced_deployment("coredns", "kube-system")
         core.delete_namespaced_endpoints("kube-dns", "kube-system")
+
+
+class _NoMetrics:
+    def raw(self, path: str) -> str:
+        raise OperationFailedError(f"GET {path}: HTTP 403")
+
+
+def test_api_use_is_the_deprecated_api_gauge_and_unknown_when_unreadable(
+    world: tuple[LiveEdges, Any, str, str],
+) -> None:
+    edges, admin, _, _ = world
+    core: Any = client.CoreV1Api(admin)
+    core.list_namespaced_endpoints("default")  # v1 Endpoints is deprecated in 1.33 (KEP-4974)
+    used = edges.api_use()
+    assert used is not None
+    assert any(u.api_version == "v1" and u.resource == "endpoints" for u in used), used
+    assert all("/" in u.api_version or u.api_version.startswith("v") for u in used)
+    edges.kube = cast(KubeApi, _NoMetrics())  # no RBAC for /metrics: unknown, not "none used"
+    assert edges.api_use() is None
