@@ -112,28 +112,36 @@ class ApiOnNodes:
             threading.Thread(target=self._relay, args=(conn, ctx), daemon=True).start()
 
     def _relay(self, conn: socket.socket, ctx: ssl.SSLContext) -> None:
-        conn.settimeout(10)
+        conn.settimeout(300)
         with contextlib.suppress(OSError), ctx.wrap_socket(conn, server_side=True) as front:
             up = ssl.create_default_context(cafile=str(self.upstream.ca_file))
-            raw = socket.create_connection((self.upstream.host, self.upstream.port), timeout=10)
+            raw = socket.create_connection((self.upstream.host, self.upstream.port), timeout=300)
             with up.wrap_socket(raw, server_hostname=self.upstream.host) as back:
                 _relay_loop(front, back)
 
 
 def _relay_loop(a: ssl.SSLSocket, b: ssl.SSLSocket) -> None:
-    """One thread for both directions: an SSL socket is not safe to read and write from two."""
+    """One thread for both directions (an SSL socket is not safe to read and write from two).
+    A readable socket may hold no application data (a TLS 1.3 session ticket): a blocking recv
+    would then wait while the other side's request is never relayed, so reads time out short
+    and are retried."""
     peer = {a: b, b: a}
-    while True:
-        readable, _, _ = select.select([a, b], [], [], 10)
-        if not readable:
-            return
+    idle_until = time.monotonic() + 300  # no idle timeout shorter than a client's pool keeps
+    while time.monotonic() < idle_until:
+        readable, _, _ = select.select([a, b], [], [], 1)
         for s in readable:
-            data = s.recv(65536)
+            s.settimeout(0.05)
+            try:
+                data = s.recv(65536)
+            except (TimeoutError, ssl.SSLWantReadError):
+                continue
             if not data:
                 return
             while s.pending():
                 data += s.recv(s.pending())
+            peer[s].settimeout(30)
             peer[s].sendall(data)
+            idle_until = time.monotonic() + 300
 
 
 # --- the world -------------------------------------------------------------------------------
@@ -417,4 +425,23 @@ def test_drain_stop_shuts_the_vm_down_through_proxmox_and_waits_for_its_start(
     assert machines.seen_down == {n3}  # it really was down, and only it
     assert [e["node"] for e in w.rig.events() if e["event"] == "reboot"] == [n3]  # the boot
     assert {c[1] for c in w.cordons} == {n3} and w.cordon(n3) == (False, None)
+    assert all(w.ready(n) for n in w.names) and len(voters(w)) == 3
+
+
+def test_maintenance_through_a_node_endpoint_reboots_that_node_last(world: World) -> None:
+    """The kubeconfig names one node's API (as `invoke bootstrap` writes it): that node goes
+    last, and while it reboots the API answers only after it is back."""
+    w = world
+    n1, n2, _ = w.names
+    path = w.build / "kubeconfig"
+    config = yaml.safe_load(path.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://{w.cluster.nodes[n1].host}:{API_PORT}"
+    path.write_text(yaml.safe_dump(config))
+    w.rig.reboot_required(n1)
+    w.rig.reboot_required(n2)
+    out = Console(record=True, width=200, file=io.StringIO())
+    outcome = maintenance.run_maintenance(w.env, w.real_rig(), w.build, Options(), out=out)
+    assert outcome is not None, out.export_text()
+    assert [e["node"] for e in w.rig.events() if e["event"] == "reboot"] == [n2, n1]
+    assert {w.cordon(n) for n in w.names} == {(False, None)}
     assert all(w.ready(n) for n in w.names) and len(voters(w)) == 3
