@@ -583,13 +583,17 @@ def upgrade(
     from mk8s.inventory.load import load_environment
 
     def confirmed(what: str) -> None:
-        confirm_destructive(load_environment(env), what, yes=yes, confirm_name=confirm)
+        confirm_destructive(environment, what, yes=yes, confirm_name=confirm)
 
     options = Options(dry_run=dry_run, json=json, break_lock=break_lock, wait_lock_s=wait_lock)
     # stdout carries the plan (JSON alone with --json); progress goes to stderr
+    environment = load_environment(env)
+    run_confirmed = _confirm_after_plan(
+        environment, f"upgrade every node to {environment.microk8s.channel}", yes, confirm
+    )
     lines = invoke_upgrade(
         env, options, outside_window=outside_window, out=console, err=err_console,
-        recover_mode=recover, confirm=confirmed,
+        recover_mode=recover, confirm=confirmed, confirm_run=run_confirmed,
     )  # fmt: skip
     for line in lines:
         _say(line)

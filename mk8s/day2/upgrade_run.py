@@ -58,6 +58,7 @@ def run_upgrade(
     clock: Clock | None = None,
     boundary: Callable[[str], None] | None = None,
     on_failure: Callable[[str | None, str], None] = _nothing,
+    confirm: Callable[[], None] | None = None,
 ) -> Outcome | None:
     """operate(); on a failed step `on_failure(step key, first line)` (failed evidence).
 
@@ -69,7 +70,7 @@ def run_upgrade(
     try:
         return operate(
             plan, actions, build, options, out=out, err=err, lease_api=lease_api,
-            clock=clock, boundary=boundary,
+            clock=clock, boundary=boundary, confirm=confirm,
         )  # fmt: skip
     except OperationFailedError as exc:
         path = run_file(build)
@@ -108,6 +109,7 @@ def invoke_upgrade(
     err: Console,
     recover_mode: str = "",
     confirm: Callable[[str], None] | None = None,
+    confirm_run: Callable[[], None] | None = None,
 ) -> tuple[str, ...]:
     """Plan, show, lock, run (or `--recover MODE`); returns closing lines to print."""
     from mk8s.day2 import recover
@@ -126,7 +128,7 @@ def invoke_upgrade(
         return recover.recover(recover_mode, edges, build, env.name, confirm,
                                say=_say_to(err), break_lock=options.break_lock)  # fmt: skip
     return upgrade(env, env_arg, edges, options, outside_window=outside_window, out=out,
-                   err=err)  # fmt: skip
+                   err=err, confirm=confirm_run)  # fmt: skip
 
 
 def _say_to(err: Console) -> Callable[[str], None]:
@@ -147,11 +149,13 @@ def upgrade(
     err: Console,
     tune: Mapping[str, Any] | None = None,
     root: Path = Path(),
+    confirm: Callable[[], None] | None = None,
 ) -> tuple[str, ...]:
     """`invoke upgrade` on given edges (`LiveEdges`): plan, show, lock, run, record evidence.
 
     `tune` replaces `Settings` fields (waits, settle) and `root` is where evidence goes; the
-    task passes neither, the rig test (tests/day2/test_upgrade_rig.py) both."""
+    task passes neither, the rig test (tests/day2/test_upgrade_rig.py) both. `confirm` is asked
+    once the plan is printed, before the lock (the task's typed environment name)."""
     import dataclasses
     from datetime import UTC, datetime
 
@@ -201,7 +205,7 @@ def upgrade(
 
     actions = build_actions(plan, edges, settings, gates, say=say, record=record, replan=replan)
     outcome = run_upgrade(plan, actions, build, options, out=out, err=err, lease_api=kube,
-                          on_failure=failed)  # fmt: skip
+                          on_failure=failed, confirm=confirm)  # fmt: skip
     if outcome is None:
         return ()
     return (f"{env.name}: every node on {env.microk8s.channel}; evidence recorded",)
