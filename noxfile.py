@@ -40,7 +40,11 @@ def tests(session: nox.Session) -> None:
     if session.posargs:
         session.run("pytest", *session.posargs)
         return
-    session.run("pytest", "-n", "4", "--dist", "loadfile", "--ignore", "tests/loadtests")
+    # --durations: CI's log names the slowest tests, which is where the time budget goes
+    session.run(
+        "pytest", "-n", "4", "--dist", "loadfile", "--durations", "25",
+        "--ignore", "tests/loadtests",
+    )  # fmt: skip
     session.run("pytest", "tests/loadtests")
 
 

@@ -248,11 +248,11 @@ class Lab:
         self.edges.taken = []
         self.out, self.err = Console(record=True, width=200), Console(record=True, width=200)
 
-    def run(self) -> tuple[str, ...]:
+    def run(self, **tune: float) -> tuple[str, ...]:
         with self.kubelets.running(0.2):
             return upgrade(
-                self.env, str(self.inventory), self.edges, Options(),
-                outside_window=False, out=self.out, err=self.err, tune=TUNE, root=self.tmp,
+                self.env, str(self.inventory), self.edges, Options(), outside_window=False,
+                out=self.out, err=self.err, tune={**TUNE, **tune}, root=self.tmp,
             )  # fmt: skip
 
     def printed(self) -> str:
@@ -348,7 +348,7 @@ def test_unhealthy_after_the_first_refresh_stops_with_two_ways_out(
         first = names[1]  # the first in the order (see the module doc)
         lab.rig.fault(first, unhealthy_after_refresh=True)
         with pytest.raises(OperationFailedError) as failed:
-            lab.run()
+            lab.run(gate_timeout_s=10.0)  # the node never comes back: no need to wait 60 s
         assert failed.value.exit_code == 1
         text = "\n".join(failed.value.lines)
         assert f"{first} is unhealthy on the new revision. Two ways out" in text, text

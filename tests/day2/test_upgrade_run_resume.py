@@ -81,9 +81,18 @@ STEPS = 3 + 8 * 3 + 1  # preflight, snapshot-set, verify; 8 per node; finish
 # The distinct states a kill can leave: a step journalled as started before its effect, and
 # after its effect but before the journal says done (":before" of a step is ":done" of the one
 # before it: nothing happens between them but the lock's renewal), and the very end.
-KILLS = [f"{i}:{when}" for i in range(1, STEPS + 1) for when in ("started", "ran")] + [
+ALL_KILLS = [f"{i}:{when}" for i in range(1, STEPS + 1) for when in ("started", "ran")] + [
     f"{STEPS}:done"
 ]
+# Nodes 2 and 3 run the same eight actions as node 1 (steps 4-11), so by default the suite kills
+# at the cluster-wide steps and at every boundary of the first node; MK8S_EXHAUSTIVE=1 kills at
+# all 57 (about 3 s each: the whole set doubled this file's time in CI).
+FIRST_NODE = range(1, 12)
+KILLS = (
+    ALL_KILLS
+    if os.environ.get("MK8S_EXHAUSTIVE") == "1"
+    else [k for k in ALL_KILLS if int(k.split(":")[0]) in FIRST_NODE or k.startswith(f"{STEPS}:")]
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +104,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         world, build = lab.world("clean")
         seen: list[str] = []
         Run(world, build, clock=FakeClock(1e9), boundary=seen.append)()
-        assert len(seen) == 4 * STEPS and set(KILLS) <= set(seen)
+        assert len(seen) == 4 * STEPS and set(ALL_KILLS) <= set(seen)
         return end_state(lab, world)
 
 
