@@ -46,6 +46,7 @@ from mk8s.edges.ssh import Target
 from mk8s.errors import OperationFailedError
 from mk8s.inventory.load import load_environment
 from mk8s.inventory.model import Environment
+from tests.day2.test_certs_ssh import inventory as lab_inventory
 from tests.support.envtest import KubeApiServer, kube_apiserver
 from tests.support.fakepve import ServedPve, serve_lab
 from tests.support.microk8s.kubelets import Kubelets
@@ -67,23 +68,7 @@ TUNE = {"gate_timeout_s": 60.0, "conformance_timeout_s": 30.0, "settle_s": 0.5,
 
 
 def inventory(cluster: SshdCluster, names: tuple[str, ...]) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((ROOT / "inventory" / "dev.yaml").read_text())
-    prefix = cluster.nodes[names[0]].host.rsplit(".", 1)[0]
-    data["name"] = "lab"
-    data["tier"] = "dev"
-    data["network"].update(
-        subnet=f"{prefix}.0/24",
-        gateway=f"{prefix}.1",
-        dns_servers=[f"{prefix}.1"],
-        metallb_range=f"{prefix}.50-{prefix}.69",
-    )
-    data["nodes"] = [
-        {"name": n, "vmid": 1101 + i, "ip": cluster.nodes[n].host, "pve_node": f"pve{i + 1}"}
-        for i, n in enumerate(names)
-    ]
-    data["ssh"].update(
-        user="root", port=cluster.nodes[names[0]].port, private_key_file=str(cluster.client_key)
-    )
+    data = lab_inventory(cluster, names)
     data["microk8s"]["channel"] = NEW  # the trigger: the inventory raised to the next minor
     return data
 
