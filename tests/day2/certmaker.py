@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import trustme
+
+from tests.support.microk8s import certs as model_certs
 
 # Real time: `invoke certs` judges against the clock, so certificates are made relative to it.
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -23,16 +24,8 @@ def leaf(ca: trustme.CA, *identities: str, days: float, cn: str = "127.0.0.1") -
 
 
 def kubeconfig_with(cert_pem: bytes) -> str:
-    """credentials/client.config as create_kubeconfig_x509 writes it (utils.sh), key included."""
-    data = base64.b64encode(cert_pem).decode()
-    return (
-        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n"
-        "    server: https://127.0.0.1:16443\n  name: microk8s-cluster\ncontexts:\n"
-        "- context:\n    cluster: microk8s-cluster\n    user: admin\n  name: microk8s\n"
-        "current-context: microk8s\nkind: Config\npreferences: {}\nusers:\n- name: admin\n"
-        f"  user:\n    client-certificate-data: {data}\n"
-        "    client-key-data: UFJJVkFURSBLRVkgTUFURVJJQUw=\n"
-    )
+    """credentials/client.config with this client certificate (the model's writer)."""
+    return model_certs.kubeconfig(cert_pem)
 
 
 def write_node(
